@@ -1,0 +1,148 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+var bufPool = sync.Pool{New: func() any { return &appendBuf{} }}
+
+type appendBuf struct {
+	samples []walSample
+	rec     []byte
+}
+
+// Append stores a batch and returns once every stored sample is in the WAL
+// as durably as Config.WALSync promises. Per-sample refusals (too old,
+// conflicting value, series limit) are reported in the result, not as an
+// error; the error is model.ErrUnavailable when nothing could be made
+// durable. Labels must be valid and sorted (the distributor checks them).
+func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResult, error) {
+	var res model.PushResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	buf := bufPool.Get().(*appendBuf)
+	defer bufPool.Put(buf)
+	samples := buf.samples[:0]
+
+	db.appendMu.RLock()
+	if db.closed {
+		db.appendMu.RUnlock()
+		return res, fmt.Errorf("storage is closed: %w", model.ErrUnavailable)
+	}
+	minValid := int64(math.MinInt64)
+	if hm := db.head.maxt.Load(); hm != math.MinInt64 {
+		minValid = hm - db.window
+	}
+	var maxT int64 = math.MinInt64
+	for _, in := range batch {
+		if len(in.Samples) == 0 {
+			continue
+		}
+		if allBefore(in.Samples, minValid) {
+			db.rejectAll(&res, in, model.ReasonTooOld, fmt.Sprintf("samples are older than the out-of-order window (%s behind the newest sample)", db.cfg.OutOfOrderWindow))
+			continue
+		}
+		s, err := db.lockedSeries(in.Labels)
+		if err != nil {
+			db.rejectAll(&res, in, model.ReasonSeriesLimit, err.Error())
+			continue
+		}
+		for _, smp := range in.Samples {
+			switch s.append(smp.T, smp.V, minValid, db.chunkRange, db.head) {
+			case outStored, outStoredOOO:
+				samples = append(samples, walSample{id: s.ref, t: smp.T, v: smp.V})
+				if smp.T > maxT {
+					maxT = smp.T
+				}
+			case outDuplicate:
+				res.Duplicates++
+			case outConflict:
+				db.reject(&res, in.Labels, smp, model.ReasonConflict, "a different value is already stored at this timestamp")
+			case outTooOld:
+				db.reject(&res, in.Labels, smp, model.ReasonTooOld, fmt.Sprintf("older than the out-of-order window (%s behind the newest sample)", db.cfg.OutOfOrderWindow))
+			}
+		}
+		s.mu.Unlock()
+	}
+	var ticket uint64
+	var err error
+	if len(samples) > 0 {
+		buf.rec = appendSamplesRecord(buf.rec[:0], samples)
+		ticket, err = db.wal.Append(buf.rec)
+	}
+	db.appendMu.RUnlock()
+	buf.samples = samples
+	db.head.updateMaxT(maxT)
+	if err == nil && ticket > 0 {
+		err = db.wal.Wait(ticket)
+	}
+	if err != nil {
+		return model.PushResult{}, fmt.Errorf("log %d samples: %v: %w", len(samples), err, model.ErrUnavailable)
+	}
+	res.Stored = len(samples)
+	db.metrics.samplesAppended.Add(float64(len(samples)))
+	db.metrics.duplicates.Add(float64(res.Duplicates))
+	return res, nil
+}
+
+func allBefore(s []model.Sample, t int64) bool {
+	for _, smp := range s {
+		if smp.T >= t {
+			return false
+		}
+	}
+	return true
+}
+
+func (db *DB) reject(res *model.PushResult, lset labels.Labels, smp model.Sample, r model.Reason, msg string) {
+	db.metrics.rejected.WithLabelValues(string(r)).Inc()
+	if len(res.Rejections) < model.MaxRejectionDetails {
+		res.Reject(1, model.Rejection{Reason: r, Series: lset.String(), T: smp.T, Message: msg})
+	} else {
+		res.RejectedSamples++
+	}
+}
+
+func (db *DB) rejectAll(res *model.PushResult, in model.Series, r model.Reason, msg string) {
+	db.metrics.rejected.WithLabelValues(string(r)).Add(float64(len(in.Samples)))
+	res.Reject(len(in.Samples), model.Rejection{Reason: r, Series: in.Labels.String(), T: in.Samples[0].T, Message: msg})
+}
+
+// lockedSeries returns the head series for lset with its mutex held,
+// creating it (and logging it to the WAL) if needed. Called with appendMu
+// held shared.
+func (db *DB) lockedSeries(lset labels.Labels) (*memSeries, error) {
+	hash := lset.Hash()
+	for {
+		s, _, err := db.head.getOrCreate(hash, lset, func() (uint64, bool, error) {
+			if max := db.cfg.MaxActiveSeries; max > 0 && db.head.numSeries.Load() >= int64(max) {
+				return 0, false, fmt.Errorf("active series limit of %d reached", max)
+			}
+			ref, ok, err := db.lookupRef(lset)
+			if err != nil || ok {
+				return ref, ok, err
+			}
+			return db.head.nextRef.Add(1), false, nil
+		}, func(s *memSeries) error {
+			_, err := db.wal.Append(appendSeriesRecord(nil, []walSeries{{id: s.ref, labels: s.lset}}))
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		if !s.removed.Load() {
+			return s, nil
+		}
+		// Removed by a flush between lookup and lock: look up again.
+		s.mu.Unlock()
+	}
+}

@@ -1,0 +1,372 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+// DB is the storage engine of one ingester: a WAL, an in-memory head of
+// recent chunks, and Badger for persisted chunks and the label index.
+//
+// Append, the queriers and Flush are safe for concurrent use.
+type DB struct {
+	cfg     Config
+	logger  *slog.Logger
+	metrics *dbMetrics
+	bdb     *badger.DB
+	head    *head
+	wal     *wal
+
+	chunkRange int64 // ms
+	window     int64 // out-of-order window, ms
+
+	appendMu sync.RWMutex // appends hold it shared; the WAL roll of a flush exclusively
+	closed   bool         // under appendMu
+	flushMu  sync.Mutex   // one flush at a time
+
+	parts partitionSet // raw partitions present in Badger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens or creates the DB in cfg.Dir, loads recent chunks into memory
+// and replays the WAL. It returns once the DB is ready for writes.
+func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	walDir, badgerDir := filepath.Join(cfg.Dir, "wal"), filepath.Join(cfg.Dir, "badger")
+	for _, d := range []string{walDir, badgerDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	bopts := badger.DefaultOptions(badgerDir).
+		WithLogger(badgerLogger{logger.With("component", "badger")}).
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1).
+		WithBlockCacheSize(cfg.BadgerCacheSize).
+		WithNumVersionsToKeep(1).
+		WithCompactL0OnClose(true)
+	bdb, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("open badger in %s: %w", badgerDir, err)
+	}
+	m := newDBMetrics(reg)
+	db := &DB{
+		cfg: cfg, logger: logger, metrics: m, bdb: bdb, head: newHead(m),
+		chunkRange: cfg.ChunkRange.Milliseconds(), window: cfg.OutOfOrderWindow.Milliseconds(),
+	}
+	start := time.Now()
+	next, err := db.load(walDir)
+	if err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	m.replayDuration.Set(time.Since(start).Seconds())
+	db.wal, err = openWAL(walDir, next, cfg.WALSync, cfg.WALSyncInterval, cfg.WALSegmentSize, logger, m.wal)
+	if err != nil {
+		bdb.Close()
+		return nil, err
+	}
+	logger.Info("storage ready", "dir", cfg.Dir, "head_series", db.head.numSeries.Load(), "replay", time.Since(start).Round(time.Millisecond))
+	return db, nil
+}
+
+// load restores the head: meta, recent chunks from Badger, then the WAL.
+func (db *DB) load(walDir string) (int, error) {
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		if v, err := getMeta(txn, metaVersion); err != nil {
+			return err
+		} else if v != nil && binary.BigEndian.Uint64(v) != FormatVersion {
+			return fmt.Errorf("data format version %d, this build reads %d", binary.BigEndian.Uint64(v), FormatVersion)
+		}
+		for _, kv := range []struct {
+			key []byte
+			set func([]byte)
+		}{
+			{metaNextID, func(v []byte) { db.head.nextRef.Store(binary.BigEndian.Uint64(v)) }},
+			{metaNextSeq, func(v []byte) { db.head.nextSeq.Store(binary.BigEndian.Uint64(v)) }},
+			{metaHeadMaxT, func(v []byte) { db.head.maxt.Store(getTime(v)) }},
+		} {
+			v, err := getMeta(txn, kv.key)
+			if err != nil {
+				return err
+			}
+			if len(v) == 8 {
+				kv.set(v)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read meta: %w", err)
+	}
+	if err := db.discoverPartitions(); err != nil {
+		return 0, fmt.Errorf("list partitions: %w", err)
+	}
+	if err := db.loadHotChunks(); err != nil {
+		return 0, fmt.Errorf("load recent chunks: %w", err)
+	}
+	return db.replay(walDir)
+}
+
+func getMeta(txn *badger.Txn, key []byte) ([]byte, error) {
+	it, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return it.ValueCopy(nil)
+}
+
+// loadHotChunks reads back the persisted chunks that can still receive
+// out-of-order samples, so that duplicate and conflict checks stay exact
+// across restarts and the last open chunk continues where it stopped.
+func (db *DB) loadHotChunks() error {
+	hm := db.head.maxt.Load()
+	if hm == math.MinInt64 {
+		return nil
+	}
+	cutoff := hm - db.window
+	firstMint := cutoff - db.chunkRange // no chunk spans more than one range
+	var sb labels.ScratchBuilder
+	return db.bdb.View(func(txn *badger.Txn) error {
+		for _, part := range db.partitionsIn(firstMint, hm) {
+			prefix := partPrefix(prefixChunks, TierRaw, part)
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+			for it.Rewind(); it.Valid(); it.Next() {
+				item := it.Item()
+				id, mint, seq, err := parseChunkKey(item.Key())
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if mint < firstMint {
+					continue
+				}
+				v, err := item.ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				maxt, enc, data, err := parseChunkValue(v)
+				if err != nil || enc != byte(model.EncXOR) {
+					it.Close()
+					return fmt.Errorf("chunk %x: bad value (encoding %d): %v", item.Key(), enc, err)
+				}
+				if maxt < cutoff {
+					continue
+				}
+				xc, err := chunkFromBytes(data)
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("chunk %x: %w", item.Key(), err)
+				}
+				s, err := db.seriesForReplay(txn, id, &sb)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				s.loadChunk(mint, maxt, seq, xc)
+			}
+			it.Close()
+		}
+		return nil
+	})
+}
+
+// loadChunk adds a persisted chunk to a series being restored. The newest
+// in-order chunk becomes the open one again.
+func (s *memSeries) loadChunk(mint, maxt int64, seq uint64, xc *chunkenc.XORChunk) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := &memChunk{chunk: xc, mint: mint, maxt: maxt, seq: seq, closed: true}
+	c.persisted = xc.NumSamples()
+	s.insertChunk(c)
+	if maxt <= s.maxt {
+		return
+	}
+	if s.open != nil {
+		s.open.closed, s.open, s.app = true, nil, nil
+	}
+	// Re-encode to continue appending: a chunk made from bytes does not know
+	// how many bits of its last byte are used, and appending to it as it is
+	// would corrupt the stream.
+	fresh := chunkenc.NewXORChunk()
+	app, _ := fresh.Appender()
+	it := xc.Iterator(nil)
+	for it.Next() != chunkenc.ValNone {
+		t, v := it.At()
+		app.Append(0, t, v)
+		s.lastV = v
+	}
+	s.maxt = maxt
+	if fresh.NumSamples() < samplesPerChunk {
+		c.chunk, c.closed = fresh, false
+		s.open, s.app = c, app
+	}
+}
+
+// seriesForReplay returns the head series with this ref, restoring it from
+// Badger's labels key if it is not in the head.
+func (db *DB) seriesForReplay(txn *badger.Txn, ref uint64, sb *labels.ScratchBuilder) (*memSeries, error) {
+	if s := db.head.byRef(ref); s != nil {
+		return s, nil
+	}
+	item, err := txn.Get(labelsKey(ref))
+	if err != nil {
+		return nil, fmt.Errorf("labels of series %d: %w", ref, err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
+	}
+	lset, err := decodeLabels(v, sb)
+	if err != nil {
+		return nil, fmt.Errorf("labels of series %d: %w", ref, err)
+	}
+	s, _, err := db.head.getOrCreate(lset.Hash(), lset, func() (uint64, bool, error) { return ref, true, nil }, nil)
+	return s, err
+}
+
+// replay applies the WAL to the head. Limits on admission (the out-of-order
+// window) are not re-applied: every logged sample was accepted once.
+func (db *DB) replay(walDir string) (int, error) {
+	var (
+		sb      labels.ScratchBuilder
+		series  []walSeries
+		samples []walSample
+		byRef   = map[uint64]*memSeries{}
+		lost    int
+	)
+	txn := db.bdb.NewTransaction(false)
+	defer txn.Discard()
+	next, err := replayWAL(walDir, db.logger, func(seg int, p []byte) error {
+		db.metrics.replayedRecords.Inc()
+		var err error
+		series, samples, err = decodeRecord(p, &sb, series, samples)
+		if err != nil {
+			return &corruptionError{err}
+		}
+		for _, ws := range series {
+			s, _, err := db.head.getOrCreate(ws.labels.Hash(), ws.labels, func() (uint64, bool, error) {
+				inBadger, err := db.inBadger(ws.labels)
+				return ws.id, inBadger, err
+			}, nil)
+			if err != nil {
+				return err
+			}
+			byRef[ws.id] = s
+			if ws.id > db.head.nextRef.Load() {
+				db.head.nextRef.Store(ws.id)
+			}
+		}
+		for _, smp := range samples {
+			s := byRef[smp.id]
+			if s == nil {
+				if s, err = db.seriesForReplay(txn, smp.id, &sb); err != nil {
+					lost++
+					continue
+				}
+				byRef[smp.id] = s
+			}
+			s.mu.Lock()
+			s.append(smp.t, smp.v, math.MinInt64, db.chunkRange, db.head)
+			s.mu.Unlock()
+			db.head.updateMaxT(smp.t)
+		}
+		return nil
+	})
+	if lost > 0 {
+		db.logger.Error("wal samples refer to unknown series and were skipped", "samples", lost)
+	}
+	return next, err
+}
+
+func (db *DB) inBadger(lset labels.Labels) (bool, error) {
+	_, ok, err := db.lookupRef(lset)
+	return ok, err
+}
+
+// lookupRef finds the persisted ref of a series.
+func (db *DB) lookupRef(lset labels.Labels) (uint64, bool, error) {
+	var ref uint64
+	var found bool
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(seriesKey(encodeLabels(nil, lset)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("series key value of %d bytes", len(v))
+			}
+			ref, found = binary.BigEndian.Uint64(v), true
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("look up series %s: %w", lset, err)
+	}
+	return ref, found, nil
+}
+
+// Run flushes the head every FlushInterval until ctx is done.
+func (db *DB) Run(ctx context.Context) error {
+	t := time.NewTicker(db.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := db.Flush(); err != nil {
+				db.logger.Error("flush failed; the WAL is kept and the flush retried", "err", err)
+			}
+		}
+	}
+}
+
+// Close flushes the head to Badger and closes everything. Safe to call twice.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		ferr := db.Flush()
+		db.appendMu.Lock()
+		db.closed = true
+		db.appendMu.Unlock()
+		werr := db.wal.Close()
+		berr := db.bdb.Close()
+		db.closeErr = errors.Join(ferr, werr, berr)
+	})
+	return db.closeErr
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Debugf(f string, a ...any)   {}
