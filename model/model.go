@@ -67,7 +67,7 @@ type Reason string
 // Rejection reasons. They appear in HTTP error bodies and in the
 // vigil_*_rejected_samples_total{reason=...} metrics, so they are stable.
 const (
-	ReasonInvalidLabels   Reason = "invalid_labels"    // empty, duplicate, unsorted or malformed names/values
+	ReasonInvalidLabels   Reason = "invalid_labels" // empty, duplicate, unsorted or malformed names/values
 	ReasonMissingName     Reason = "missing_metric_name"
 	ReasonInvalidName     Reason = "invalid_metric_name"
 	ReasonTooManyLabels   Reason = "too_many_labels"

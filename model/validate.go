@@ -16,8 +16,8 @@ type Limits struct {
 	MaxLabelNameLength   int           `yaml:"max_label_name_length"`
 	MaxLabelValueLength  int           `yaml:"max_label_value_length"`
 	MaxSamplesPerRequest int           `yaml:"max_samples_per_request"`
-	MaxFuture            time.Duration `yaml:"max_future"`       // how far past now a timestamp may be
-	RejectNaNInf         bool          `yaml:"reject_nan_inf"`   // refuse NaN (not the staleness marker) and ±Inf
+	MaxFuture            time.Duration `yaml:"max_future"`     // how far past now a timestamp may be
+	RejectNaNInf         bool          `yaml:"reject_nan_inf"` // refuse NaN (not the staleness marker) and ±Inf
 }
 
 // DefaultLimits returns the limits Vigil runs with unless configured.

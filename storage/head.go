@@ -34,9 +34,9 @@ type memSeries struct {
 
 	removed atomic.Bool // set, under the stripe lock, when dropped from the head
 
-	mu       sync.Mutex   // protects everything below
-	chunks   []*memChunk  // sorted by mint; may overlap (out-of-order chunks)
-	open     *memChunk    // the in-order chunk taking appends, nil if none
+	mu       sync.Mutex  // protects everything below
+	chunks   []*memChunk // sorted by mint; may overlap (out-of-order chunks)
+	open     *memChunk   // the in-order chunk taking appends, nil if none
 	app      chunkenc.Appender
 	maxt     int64          // newest in-order timestamp, MinInt64 if none
 	lastV    float64        // value at maxt

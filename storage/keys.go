@@ -57,7 +57,7 @@ func partitionOf(t int64) uint32 {
 		d--
 	}
 	d = min(max(d, math.MinInt32), math.MaxInt32) // far outside any real data
-	return uint32(int32(d)) ^ (1 << 31) // sign flip keeps byte order = time order
+	return uint32(int32(d)) ^ (1 << 31)           // sign flip keeps byte order = time order
 }
 
 // partitionStart returns the first timestamp of partition p.

@@ -226,8 +226,8 @@ func (s *chunkSeriesSet) Next() bool {
 	return false
 }
 
-func (s *chunkSeriesSet) At() storage.ChunkSeries            { return s.cur }
-func (s *chunkSeriesSet) Err() error                         { return s.err }
+func (s *chunkSeriesSet) At() storage.ChunkSeries           { return s.cur }
+func (s *chunkSeriesSet) Err() error                        { return s.err }
 func (s *chunkSeriesSet) Warnings() annotations.Annotations { return nil }
 
 type chunkSeries struct {
