@@ -72,8 +72,8 @@ func (c Config) Validate() error {
 		return errors.New("storage: out_of_order_window must not be negative")
 	case c.ChunkRange < time.Minute || (24*time.Hour)%c.ChunkRange != 0:
 		return fmt.Errorf("storage: chunk_range %s must be at least 1m and divide 24h", c.ChunkRange)
-	case c.FlushInterval < time.Second:
-		return fmt.Errorf("storage: flush_interval %s is below 1s", c.FlushInterval)
+	case c.FlushInterval < 100*time.Millisecond:
+		return fmt.Errorf("storage: flush_interval %s is below 100ms", c.FlushInterval)
 	case c.MaxActiveSeries < 0:
 		return errors.New("storage: max_active_series must not be negative")
 	}
