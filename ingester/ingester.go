@@ -1,0 +1,227 @@
+package ingester
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/vigil-tsdb/vigil/ingester/ingesterpb"
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+// Store is what the ingester needs from storage.
+type Store interface {
+	// Append stores a batch; see storage.DB.Append.
+	Append(ctx context.Context, batch []model.Series) (model.PushResult, error)
+	storage.ChunkQueryable
+	// Stats reports head cardinality, top limit per list.
+	Stats(limit int) model.TSDBStatus
+}
+
+// rawChunks is implemented by chunk series whose chunk bytes can be sent
+// without re-encoding (storage's).
+type rawChunks interface {
+	Chunks(fn func(mint, maxt int64, data []byte))
+}
+
+// Config configures the gRPC service.
+type Config struct {
+	// SelectBatchBytes is the approximate size of one streamed Select message.
+	SelectBatchBytes int `yaml:"select_batch_bytes"`
+}
+
+// DefaultConfig returns working defaults.
+func DefaultConfig() Config { return Config{SelectBatchBytes: 1 << 20} }
+
+// Ingester implements ingesterpb.IngesterServer over a Store.
+type Ingester struct {
+	ingesterpb.UnimplementedIngesterServer
+	cfg    Config
+	store  Store
+	logger *slog.Logger
+
+	pushDuration *prometheus.HistogramVec
+	samplesIn    prometheus.Counter
+}
+
+var _ ingesterpb.IngesterServer = (*Ingester)(nil)
+
+// New returns an ingester serving store.
+func New(cfg Config, store Store, logger *slog.Logger, reg prometheus.Registerer) (*Ingester, error) {
+	if cfg.SelectBatchBytes <= 0 {
+		cfg.SelectBatchBytes = DefaultConfig().SelectBatchBytes
+	}
+	f := promauto.With(reg)
+	return &Ingester{
+		cfg: cfg, store: store, logger: logger,
+		pushDuration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "vigil_ingester_request_duration_seconds", Help: "Duration of ingester RPCs.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"method"}),
+		samplesIn:    f.NewCounter(prometheus.CounterOpts{Name: "vigil_ingester_received_samples_total", Help: "Samples received by Push."}),
+	}, nil
+}
+
+func (i *Ingester) observe(method string, start time.Time) {
+	i.pushDuration.WithLabelValues(method).Observe(time.Since(start).Seconds())
+}
+
+// Push appends a batch.
+func (i *Ingester) Push(ctx context.Context, req *ingesterpb.PushRequest) (*ingesterpb.PushResponse, error) {
+	defer i.observe("Push", time.Now())
+	batch := ingesterpb.ToSeries(req)
+	i.samplesIn.Add(float64(model.CountSamples(batch)))
+	res, err := i.store.Append(ctx, batch)
+	if err != nil {
+		return nil, ingesterpb.ToStatus(err)
+	}
+	return ingesterpb.FromResult(res), nil
+}
+
+func timeRange(start, end int64) (int64, int64) {
+	if end == 0 {
+		end = math.MaxInt64
+	}
+	return start, end
+}
+
+func (i *Ingester) chunkQuerier(start, end int64, pbms []*ingesterpb.LabelMatcher) (storage.ChunkQuerier, []*labels.Matcher, error) {
+	ms, err := ingesterpb.ToMatchers(pbms)
+	if err != nil {
+		return nil, nil, err
+	}
+	mint, maxt := timeRange(start, end)
+	q, err := i.store.ChunkQuerier(mint, maxt)
+	return q, ms, err
+}
+
+// Select streams matching series with their chunks.
+func (i *Ingester) Select(req *ingesterpb.SelectRequest, stream ingesterpb.Ingester_SelectServer) error {
+	defer i.observe("Select", time.Now())
+	ctx := stream.Context()
+	q, ms, err := i.chunkQuerier(req.StartMs, req.EndMs, req.Matchers)
+	if err != nil {
+		return ingesterpb.ToStatus(err)
+	}
+	defer q.Close()
+	mint, maxt := timeRange(req.StartMs, req.EndMs)
+	ss := q.Select(ctx, true, &storage.SelectHints{Start: mint, End: maxt}, ms...)
+	resp := &ingesterpb.SelectResponse{}
+	size := 0
+	for ss.Next() {
+		s := ss.At()
+		cs := &ingesterpb.ChunkSeries{Labels: ingesterpb.FromLabels(s.Labels())}
+		if rc, ok := s.(rawChunks); ok {
+			rc.Chunks(func(mint, maxt int64, data []byte) {
+				cs.Chunks = append(cs.Chunks, &ingesterpb.Chunk{MinTimeMs: mint, MaxTimeMs: maxt, Encoding: uint32(model.EncXOR), Data: data})
+				size += len(data) + 24
+			})
+		} else {
+			it := s.Iterator(nil)
+			for it.Next() {
+				m := it.At()
+				data := m.Chunk.Bytes()
+				cs.Chunks = append(cs.Chunks, &ingesterpb.Chunk{MinTimeMs: m.MinTime, MaxTimeMs: m.MaxTime, Encoding: uint32(m.Chunk.Encoding()), Data: data})
+				size += len(data) + 24
+			}
+			if err := it.Err(); err != nil {
+				return ingesterpb.ToStatus(err)
+			}
+		}
+		resp.Series = append(resp.Series, cs)
+		if size >= i.cfg.SelectBatchBytes {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			resp, size = &ingesterpb.SelectResponse{}, 0
+		}
+	}
+	if err := ss.Err(); err != nil {
+		return ingesterpb.ToStatus(err)
+	}
+	if len(resp.Series) > 0 {
+		return stream.Send(resp)
+	}
+	return nil
+}
+
+// Series streams the label sets of matching series with data in range.
+func (i *Ingester) Series(req *ingesterpb.SeriesRequest, stream ingesterpb.Ingester_SeriesServer) error {
+	defer i.observe("Series", time.Now())
+	q, ms, err := i.chunkQuerier(req.StartMs, req.EndMs, req.Matchers)
+	if err != nil {
+		return ingesterpb.ToStatus(err)
+	}
+	defer q.Close()
+	mint, maxt := timeRange(req.StartMs, req.EndMs)
+	ss := q.Select(stream.Context(), true, &storage.SelectHints{Start: mint, End: maxt, Limit: int(req.Limit), Func: "series"}, ms...)
+	resp := &ingesterpb.SeriesResponse{}
+	for ss.Next() {
+		resp.Series = append(resp.Series, &ingesterpb.LabelSet{Labels: ingesterpb.FromLabels(ss.At().Labels())})
+		if len(resp.Series) >= 1000 {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			resp = &ingesterpb.SeriesResponse{}
+		}
+	}
+	if err := ss.Err(); err != nil {
+		return ingesterpb.ToStatus(err)
+	}
+	if len(resp.Series) > 0 {
+		return stream.Send(resp)
+	}
+	return nil
+}
+
+// LabelNames returns label names of matching series.
+func (i *Ingester) LabelNames(ctx context.Context, req *ingesterpb.LabelNamesRequest) (*ingesterpb.LabelNamesResponse, error) {
+	defer i.observe("LabelNames", time.Now())
+	q, ms, err := i.chunkQuerier(req.StartMs, req.EndMs, req.Matchers)
+	if err != nil {
+		return nil, ingesterpb.ToStatus(err)
+	}
+	defer q.Close()
+	names, _, err := q.LabelNames(ctx, &storage.LabelHints{Limit: int(req.Limit)}, ms...)
+	if err != nil {
+		return nil, ingesterpb.ToStatus(err)
+	}
+	return &ingesterpb.LabelNamesResponse{Names: names}, nil
+}
+
+// LabelValues returns the values of one label over matching series.
+func (i *Ingester) LabelValues(ctx context.Context, req *ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error) {
+	defer i.observe("LabelValues", time.Now())
+	q, ms, err := i.chunkQuerier(req.StartMs, req.EndMs, req.Matchers)
+	if err != nil {
+		return nil, ingesterpb.ToStatus(err)
+	}
+	defer q.Close()
+	values, _, err := q.LabelValues(ctx, req.Name, &storage.LabelHints{Limit: int(req.Limit)}, ms...)
+	if err != nil {
+		return nil, ingesterpb.ToStatus(err)
+	}
+	return &ingesterpb.LabelValuesResponse{Values: values}, nil
+}
+
+// Stats reports cardinality.
+func (i *Ingester) Stats(_ context.Context, req *ingesterpb.StatsRequest) (*ingesterpb.StatsResponse, error) {
+	st := i.store.Stats(int(req.Limit))
+	conv := func(l []model.NameCount) []*ingesterpb.NameCount {
+		out := make([]*ingesterpb.NameCount, len(l))
+		for i, nc := range l {
+			out[i] = &ingesterpb.NameCount{Name: nc.Name, Count: nc.Value}
+		}
+		return out
+	}
+	return &ingesterpb.StatsResponse{
+		NumSeries: st.NumSeries, MinTimeMs: st.MinTime, MaxTimeMs: st.MaxTime, NumLabelPairs: st.NumLabelPairs,
+		SeriesCountByMetricName:     conv(st.SeriesCountByMetricName),
+		LabelValueCountByLabelName:  conv(st.LabelValueCountByLabelName),
+		MemoryInBytesByLabelName:    conv(st.MemoryInBytesByLabelName),
+		SeriesCountByLabelValuePair: conv(st.SeriesCountByLabelValuePair),
+	}, nil
+}

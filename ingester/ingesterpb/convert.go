@@ -1,0 +1,180 @@
+package ingesterpb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+// FromSeries converts a batch to a PushRequest. Labels and samples are copied.
+func FromSeries(batch []model.Series) *PushRequest {
+	req := &PushRequest{Series: make([]*TimeSeries, len(batch))}
+	for i, s := range batch {
+		ts := &TimeSeries{Labels: FromLabels(s.Labels), Samples: make([]*Sample, len(s.Samples))}
+		smps := make([]Sample, len(s.Samples))
+		for j, smp := range s.Samples {
+			smps[j] = Sample{Value: smp.V, TimestampMs: smp.T}
+			ts.Samples[j] = &smps[j]
+		}
+		req.Series[i] = ts
+	}
+	return req
+}
+
+// ToSeries converts a PushRequest to a batch; labels are sorted, samples
+// are kept in the order sent.
+func ToSeries(req *PushRequest) []model.Series {
+	out := make([]model.Series, len(req.Series))
+	var sb labels.ScratchBuilder
+	for i, ts := range req.Series {
+		smps := make([]model.Sample, len(ts.Samples))
+		for j, s := range ts.Samples {
+			smps[j] = model.Sample{T: s.TimestampMs, V: s.Value}
+		}
+		out[i] = model.Series{Labels: ToLabels(ts.Labels, &sb), Samples: smps}
+	}
+	return out
+}
+
+// FromLabels converts labels to their wire form.
+func FromLabels(ls labels.Labels) []*Label {
+	out := make([]*Label, 0, ls.Len())
+	pairs := make([]Label, ls.Len())
+	i := 0
+	ls.Range(func(l labels.Label) {
+		pairs[i] = Label{Name: l.Name, Value: l.Value}
+		out = append(out, &pairs[i])
+		i++
+	})
+	return out
+}
+
+// ToLabels converts wire labels, sorting them by name.
+func ToLabels(ls []*Label, sb *labels.ScratchBuilder) labels.Labels {
+	sb.Reset()
+	for _, l := range ls {
+		sb.Add(l.Name, l.Value)
+	}
+	sb.Sort()
+	return sb.Labels()
+}
+
+// FromResult and ToResult convert push results.
+func FromResult(r model.PushResult) *PushResponse {
+	resp := &PushResponse{Stored: uint64(r.Stored), Duplicates: uint64(r.Duplicates), RejectedSamples: uint64(r.RejectedSamples)}
+	for _, rej := range r.Rejections {
+		resp.Rejections = append(resp.Rejections, &Rejection{Reason: string(rej.Reason), Series: rej.Series, TimestampMs: rej.T, Message: rej.Message})
+	}
+	return resp
+}
+
+func ToResult(resp *PushResponse) model.PushResult {
+	r := model.PushResult{Stored: int(resp.Stored), Duplicates: int(resp.Duplicates), RejectedSamples: int(resp.RejectedSamples)}
+	for _, rej := range resp.Rejections {
+		r.Rejections = append(r.Rejections, model.Rejection{Reason: model.Reason(rej.Reason), Series: rej.Series, T: rej.TimestampMs, Message: rej.Message})
+	}
+	return r
+}
+
+// FromMatchers and ToMatchers convert label matchers.
+func FromMatchers(ms []*labels.Matcher) []*LabelMatcher {
+	out := make([]*LabelMatcher, len(ms))
+	for i, m := range ms {
+		var t LabelMatcher_Type
+		switch m.Type {
+		case labels.MatchEqual:
+			t = LabelMatcher_EQ
+		case labels.MatchNotEqual:
+			t = LabelMatcher_NEQ
+		case labels.MatchRegexp:
+			t = LabelMatcher_RE
+		case labels.MatchNotRegexp:
+			t = LabelMatcher_NRE
+		}
+		out[i] = &LabelMatcher{Type: t, Name: m.Name, Value: m.Value}
+	}
+	return out
+}
+
+func ToMatchers(ms []*LabelMatcher) ([]*labels.Matcher, error) {
+	out := make([]*labels.Matcher, len(ms))
+	for i, m := range ms {
+		var t labels.MatchType
+		switch m.Type {
+		case LabelMatcher_EQ:
+			t = labels.MatchEqual
+		case LabelMatcher_NEQ:
+			t = labels.MatchNotEqual
+		case LabelMatcher_RE:
+			t = labels.MatchRegexp
+		case LabelMatcher_NRE:
+			t = labels.MatchNotRegexp
+		default:
+			return nil, model.BadData("matcher", fmt.Errorf("unknown matcher type %d", m.Type))
+		}
+		lm, err := labels.NewMatcher(t, m.Name, m.Value)
+		if err != nil {
+			return nil, model.BadData(fmt.Sprintf("matcher %s", m.Name), err)
+		}
+		out[i] = lm
+	}
+	return out, nil
+}
+
+// ToStatus maps an error to a gRPC status: the one place the server side
+// decides codes.
+func ToStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var code codes.Code
+	switch {
+	case errors.Is(err, model.ErrBadData):
+		code = codes.InvalidArgument
+	case errors.Is(err, model.ErrTooLarge), errors.Is(err, model.ErrOverloaded):
+		code = codes.ResourceExhausted
+	case errors.Is(err, model.ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	default:
+		code = codes.Internal
+	}
+	return status.Error(code, err.Error())
+}
+
+// FromStatus maps a gRPC error from an ingester back to a model error
+// class, keeping the server's message: the client side of ToStatus.
+func FromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%w: %v", model.ErrUnavailable, err)
+	}
+	msg := st.Message()
+	switch st.Code() {
+	case codes.InvalidArgument:
+		return model.BadData("ingester", errors.New(msg))
+	case codes.ResourceExhausted:
+		return fmt.Errorf("%w: %s", model.ErrOverloaded, msg)
+	case codes.Canceled:
+		return fmt.Errorf("%s: %w", msg, context.Canceled)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s: %w", msg, context.DeadlineExceeded)
+	default: // Unavailable, Internal, Unknown...: retryable from the client's view
+		return fmt.Errorf("ingester: %w: %s", model.ErrUnavailable, msg)
+	}
+}
