@@ -88,3 +88,6 @@ type ChunkEncoding uint8
 const (
 	EncXOR ChunkEncoding = 1 // Prometheus chunkenc XOR (Gorilla)
 )
+
+// MetricNameLabel is the label that holds the metric name.
+const MetricNameLabel = "__name__"

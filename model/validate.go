@@ -43,7 +43,7 @@ func (l Limits) ValidateLabels(ls labels.Labels) (Reason, string) {
 	if l.MaxLabelsPerSeries > 0 && n > l.MaxLabelsPerSeries {
 		return ReasonTooManyLabels, fmt.Sprintf("series has %d labels, limit is %d", n, l.MaxLabelsPerSeries)
 	}
-	name := ls.Get(labels.MetricName)
+	name := ls.Get(MetricNameLabel)
 	if name == "" {
 		return ReasonMissingName, "series has no __name__ label"
 	}

@@ -108,7 +108,7 @@ func readAll(t *testing.T, db *DB, mint, maxt int64, ms ...*labels.Matcher) map[
 	}
 	defer q.Close()
 	if len(ms) == 0 {
-		ms = []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, labels.MetricName, ".+")}
+		ms = []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, model.MetricNameLabel, ".+")}
 	}
 	ss := q.Select(context.Background(), true, nil, ms...)
 	out := map[string][]model.Sample{}

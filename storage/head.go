@@ -239,14 +239,6 @@ func (h *head) updateMaxT(t int64) {
 	}
 }
 
-// get returns the live series with labels lset, or nil.
-func (h *head) get(hash uint64, lset labels.Labels) *memSeries {
-	st := &h.stripes[hash&(stripeCount-1)]
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return h.getLocked(st, hash, lset)
-}
-
 func (h *head) getLocked(st *stripe, hash uint64, lset labels.Labels) *memSeries {
 	for _, s := range st.m[hash] {
 		if !s.removed.Load() && labels.Equal(s.lset, lset) {

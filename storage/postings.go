@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-tsdb/vigil/model"
 )
 
 // memPostings maps label name → value → sorted series refs for the head.
@@ -141,7 +143,7 @@ func selectRefs(src postingsSource, ms []*labels.Matcher) ([]uint64, error) {
 		}
 	}
 	if first {
-		return unionValues(src, labels.MetricName, func(string) bool { return true })
+		return unionValues(src, model.MetricNameLabel, func(string) bool { return true })
 	}
 	return result, nil
 }

@@ -3,8 +3,6 @@ package storage
 import (
 	"sort"
 
-	"github.com/prometheus/prometheus/model/labels"
-
 	"github.com/vigil-tsdb/vigil/model"
 )
 
@@ -21,7 +19,7 @@ func (db *DB) Stats(limit int) model.TSDBStatus {
 		for v, refs := range vals {
 			bytes += uint64(len(v) * len(refs))
 			pairs = append(pairs, model.NameCount{Name: name + "=" + v, Value: uint64(len(refs))})
-			if name == labels.MetricName {
+			if name == model.MetricNameLabel {
 				byName = append(byName, model.NameCount{Name: v, Value: uint64(len(refs))})
 			}
 		}

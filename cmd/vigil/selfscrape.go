@@ -62,7 +62,7 @@ func (s *selfScraper) scrapeOnce(ctx context.Context) {
 	}
 	synth := func(name string, v float64) model.Series {
 		b := labels.NewBuilder(s.labels)
-		b.Set(labels.MetricName, name)
+		b.Set(model.MetricNameLabel, name)
 		return model.Series{Labels: b.Labels(), Samples: []model.Sample{{T: ts, V: v}}}
 	}
 	series = append(series,
