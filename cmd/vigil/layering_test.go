@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// allowedImports is shared/style.md's dependency table: which project
+// packages each package may import (tests included). cmd/... may import
+// everything. A package missing here fails the test, so new packages must
+// state their place in the layering.
+var allowedImports = map[string][]string{
+	"model":               {},
+	"storage":             {"model"},
+	"ingester/ingesterpb": {"model"},
+	"ingester":            {"storage", "ring", "model", "ingester/ingesterpb"},
+	"distributor":         {"ring", "ingester/ingesterpb", "model"},
+	"querier":             {"ring", "ingester/ingesterpb", "model"},
+	"compactor":           {"storage", "model"},
+	"ring":                {"model"},
+	"collector":           {"ring", "sdk", "model"},
+	"rules":               {"model"},
+	"alerting":            {"model"},
+	"adapter":             {},
+	"api":                 {"model"},
+	"sdk":                 {"model"},
+	"loadgen":             {"sdk", "model"},
+	"integration":         {}, // black-box: only the binaries and public protocols
+}
+
+const module = "github.com/vigil-tsdb/vigil/"
+
+func TestImportLayering(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", "-test", "github.com/vigil-tsdb/vigil/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p struct {
+			ImportPath string
+			ForTest    string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		name := p.ImportPath
+		if p.ForTest != "" {
+			name = p.ForTest
+		}
+		name = strings.TrimSuffix(strings.TrimPrefix(strings.Fields(name)[0], module), ".test")
+		name = strings.TrimSuffix(name, "_test")
+		if strings.HasPrefix(name, "cmd/") || !strings.HasPrefix(p.ImportPath, module) {
+			continue
+		}
+		allowed, ok := allowedImports[name]
+		if !ok {
+			t.Errorf("package %s is not in the layering table (cmd/vigil/layering_test.go, shared/style.md)", name)
+			continue
+		}
+		for _, imp := range p.Imports {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			dep := strings.Fields(strings.TrimPrefix(imp, module))[0] // "x [x.test]" in test variants
+			if dep == name {
+				continue
+			}
+			okDep := false
+			for _, a := range allowed {
+				if dep == a {
+					okDep = true
+				}
+			}
+			if !okDep {
+				t.Errorf("%s imports %s; allowed: %v", name, dep, allowed)
+			}
+		}
+	}
+}
