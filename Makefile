@@ -6,6 +6,7 @@ GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 # Debian packages the tests and benchmarks run against (interop, comparisons).
 DEBIAN_PKGS := prometheus prometheus-node-exporter victoria-metrics
 FUZZTIME ?= 10s
@@ -66,7 +67,10 @@ proto: ## Regenerate gRPC code from .proto files (needs protoc; installs the Go 
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)
 	@test -x $(GOBIN_DIR)/protoc-gen-go || GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	@test -x $(GOBIN_DIR)/protoc-gen-go-grpc || GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
-	PATH=$(GOBIN_DIR):$$PATH protoc --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. $$(git ls-files '*.proto')
+	@test -x $(GOBIN_DIR)/protoc-gen-go-vtproto || GOBIN=$(GOBIN_DIR) $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
+	PATH=$(GOBIN_DIR):$$PATH protoc --go_out=paths=source_relative:. --go-grpc_out=paths=source_relative:. \
+		--go-vtproto_out=paths=source_relative:. --go-vtproto_opt=features=marshal+unmarshal+size \
+		$$(git ls-files '*.proto')
 
 .PHONY: proto-check
 proto-check: proto ## Fail if generated code differs from what is committed.

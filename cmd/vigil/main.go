@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen on gRPC address %s: %w", cfg.GRPCListenAddress, err)
 	}
-	grpcSrv := grpc.NewServer(grpc.MaxRecvMsgSize(ingesterpb.MaxMessageSize), grpc.MaxSendMsgSize(ingesterpb.MaxMessageSize))
+	grpcSrv := grpc.NewServer(ingesterpb.ServerOptions()...)
 	ingesterpb.RegisterIngesterServer(grpcSrv, ing)
 
 	// The single node uses its ingester through gRPC on loopback: the same
@@ -112,7 +113,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		grpcLn.Close()
 		return fmt.Errorf("listen on HTTP address %s: %w", cfg.HTTPListenAddress, err)
 	}
-	httpSrv := &http.Server{Handler: httpAPI.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/", httpAPI.Handler())
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return db.Run(gctx) })

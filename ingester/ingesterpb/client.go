@@ -23,13 +23,23 @@ type Conn struct {
 func Dial(addr string) (*Conn, error) {
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize), grpc.ForceCodec(Codec{})),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial ingester %s: %w", addr, err)
 	}
 	return &Conn{IngesterClient: NewIngesterClient(cc), cc: cc}, nil
+}
+
+// ServerOptions are the options an ingester's gRPC server needs to match
+// clients made by Dial.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessageSize),
+		grpc.MaxSendMsgSize(MaxMessageSize),
+		grpc.ForceServerCodec(Codec{}),
+	}
 }
 
 // Close closes the connection.
