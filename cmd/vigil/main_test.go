@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startRun runs run() in the background and returns the HTTP base URL it
+// printed and a stop function that returns run's error.
+func startRun(t *testing.T, args ...string) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, args, pw, io.Discard)
+		pw.Close()
+	}()
+	urlRE := regexp.MustCompile(`Query API / Grafana data source:\s+(\S+)`)
+	sc := bufio.NewScanner(pr)
+	base := ""
+	for sc.Scan() {
+		if m := urlRE.FindStringSubmatch(sc.Text()); m != nil {
+			base = m[1]
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if base == "" {
+		cancel()
+		t.Fatalf("run printed no URL: %v", <-done)
+	}
+	return base, func() error { cancel(); return <-done }
+}
+
+func query(t *testing.T, base, q string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/api/v1/query?" + url.Values{"query": {q}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Data struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Data.Result) == 0 {
+		return ""
+	}
+	return fmt.Sprint(out.Data.Result[0].Value[1])
+}
+
+// TestRunSelfScrapesAndRestarts is the single node end to end in one
+// process: it starts, scrapes itself, answers `up`, shuts down on cancel
+// (flushing), and starts again on the same data with the data there.
+func TestRunSelfScrapesAndRestarts(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"-data.dir", dir, "-http.listen-address", "127.0.0.1:0", "-grpc.listen-address", "127.0.0.1:0", "-self-scrape.interval", "200ms"}
+	base, stop := startRun(t, args...)
+	deadline := time.Now().Add(20 * time.Second)
+	for query(t, base, `up{job="vigil"}`) != "1" {
+		if time.Now().After(deadline) {
+			t.Fatal("no self-scraped up=1 within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before := query(t, base, `count_over_time(up[1h])`)
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v on shutdown", err)
+	}
+	base, stop = startRun(t, append(args, "-self-scrape.interval=0")...)
+	defer stop()
+	if after := query(t, base, `count_over_time(up[1h])`); after != before {
+		t.Fatalf("after restart count_over_time(up[1h]) = %q, before %q", after, before)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "vigil.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		yaml    string
+		args    []string
+		wantErr string
+		check   func(Config) error
+	}{
+		{name: "defaults", check: func(c Config) error {
+			if c.HTTPListenAddress != ":9009" || c.Storage.Dir != "data" || c.Storage.WALSync != "always" {
+				return fmt.Errorf("%+v", c)
+			}
+			return nil
+		}},
+		{name: "yaml then flag wins", yaml: "data_dir: /x\nstorage:\n  wal_sync: interval\n", args: []string{"-data.dir", "/y"}, check: func(c Config) error {
+			if c.Storage.Dir != "/y" || c.Storage.WALSync != "interval" {
+				return fmt.Errorf("dir %s sync %s", c.Storage.Dir, c.Storage.WALSync)
+			}
+			return nil
+		}},
+		{name: "unknown yaml field", yaml: "no_such_field: 1\n", wantErr: "no_such_field"},
+		{name: "bad wal sync", args: []string{"-storage.wal-sync", "sometimes"}, wantErr: `wal_sync is "sometimes"`},
+		{name: "bad target", args: []string{"-target", "ruler"}, wantErr: `target "ruler"`},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				write(tc.yaml)
+				args = append([]string{"-config.file", file}, args...)
+			}
+			cfg, err := parseConfig(args, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want it to mention %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.check(cfg); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	if _, err := parseConfig([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+}

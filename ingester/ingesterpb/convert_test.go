@@ -1,0 +1,93 @@
+package ingesterpb
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+func TestSeriesRoundTripAndCodec(t *testing.T) {
+	batch := []model.Series{
+		{Labels: labels.FromStrings("__name__", "a", "x", "1"), Samples: []model.Sample{{T: 1, V: 1.5}, {T: 2, V: math.Inf(-1)}}},
+		{Labels: labels.FromStrings("__name__", "b"), Samples: []model.Sample{{T: -3, V: 0}}},
+	}
+	req := FromSeries(batch)
+	// The vtproto bytes are plain protobuf: the reflective decoder reads them.
+	b, err := Codec{}.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaProto PushRequest
+	if err := proto.Unmarshal(b, &viaProto); err != nil || !proto.Equal(&viaProto, req) {
+		t.Fatalf("vtproto bytes do not decode with proto: %v", err)
+	}
+	var back PushRequest
+	if err := (Codec{}).Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	got := ToSeries(&back)
+	for i := range batch {
+		if !labels.Equal(got[i].Labels, batch[i].Labels) || len(got[i].Samples) != len(batch[i].Samples) {
+			t.Fatalf("series %d: %v != %v", i, got[i], batch[i])
+		}
+		for j := range batch[i].Samples {
+			if got[i].Samples[j] != batch[i].Samples[j] && !(math.IsInf(got[i].Samples[j].V, -1)) {
+				t.Fatalf("sample %d/%d differs", i, j)
+			}
+		}
+	}
+}
+
+func TestMatchers(t *testing.T) {
+	ms := []*labels.Matcher{
+		labels.MustNewMatcher(labels.MatchEqual, "a", "1"),
+		labels.MustNewMatcher(labels.MatchNotEqual, "b", "2"),
+		labels.MustNewMatcher(labels.MatchRegexp, "c", "x.*"),
+		labels.MustNewMatcher(labels.MatchNotRegexp, "d", "y|z"),
+	}
+	back, err := ToMatchers(FromMatchers(ms))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ms {
+		if back[i].String() != ms[i].String() {
+			t.Fatalf("%s != %s", back[i], ms[i])
+		}
+	}
+	if _, err := ToMatchers([]*LabelMatcher{{Type: LabelMatcher_RE, Name: "x", Value: "("}}); !errors.Is(err, model.ErrBadData) {
+		t.Fatalf("bad regex: %v", err)
+	}
+}
+
+func TestStatusMapping(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code codes.Code
+	}{
+		{name: "bad data", err: model.BadData("x", errors.New("y")), code: codes.InvalidArgument},
+		{name: "too large", err: model.ErrTooLarge, code: codes.ResourceExhausted},
+		{name: "unavailable", err: model.ErrUnavailable, code: codes.Unavailable},
+		{name: "canceled", err: context.Canceled, code: codes.Canceled},
+		{name: "other", err: errors.New("boom"), code: codes.Internal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := ToStatus(tc.err)
+			if status.Code(st) != tc.code {
+				t.Fatalf("code %v, want %v", status.Code(st), tc.code)
+			}
+			if tc.code == codes.InvalidArgument && !errors.Is(FromStatus(st), model.ErrBadData) {
+				t.Fatal("InvalidArgument does not map back to ErrBadData")
+			}
+		})
+	}
+}

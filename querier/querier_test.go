@@ -1,0 +1,185 @@
+package querier
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/vigil-tsdb/vigil/ingester/ingesterpb"
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+// fakeIngester is an IngesterClient made of function fields.
+type fakeIngester struct {
+	ingesterpb.IngesterClient
+	selectFn      func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error)
+	labelValuesFn func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error)
+}
+
+func (f *fakeIngester) Select(_ context.Context, req *ingesterpb.SelectRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[ingesterpb.SelectResponse], error) {
+	resps, err := f.selectFn(req)
+	if err != nil {
+		return nil, err
+	}
+	return &fakeStream{resps: resps}, nil
+}
+
+func (f *fakeIngester) LabelValues(_ context.Context, req *ingesterpb.LabelValuesRequest, _ ...grpc.CallOption) (*ingesterpb.LabelValuesResponse, error) {
+	return f.labelValuesFn(req)
+}
+
+type fakeStream struct {
+	grpc.ClientStream
+	resps []*ingesterpb.SelectResponse
+	err   error // returned after the responses instead of io.EOF
+}
+
+func (s *fakeStream) Recv() (*ingesterpb.SelectResponse, error) {
+	if len(s.resps) == 0 {
+		if s.err != nil {
+			return nil, s.err
+		}
+		return nil, io.EOF
+	}
+	r := s.resps[0]
+	s.resps = s.resps[1:]
+	return r, nil
+}
+
+func xorChunk(t *testing.T, samples ...model.Sample) *ingesterpb.Chunk {
+	t.Helper()
+	c := chunkenc.NewXORChunk()
+	app, _ := c.Appender()
+	for _, s := range samples {
+		app.Append(0, s.T, s.V)
+	}
+	return &ingesterpb.Chunk{MinTimeMs: samples[0].T, MaxTimeMs: samples[len(samples)-1].T, Encoding: uint32(model.EncXOR), Data: c.Bytes()}
+}
+
+func series(t *testing.T, lset labels.Labels, chunks ...*ingesterpb.Chunk) *ingesterpb.ChunkSeries {
+	return &ingesterpb.ChunkSeries{Labels: ingesterpb.FromLabels(lset), Chunks: chunks}
+}
+
+func collect(t *testing.T, q *Queryable, ms ...*labels.Matcher) (map[string][]model.Sample, error) {
+	t.Helper()
+	qr, _ := q.Querier(math.MinInt64, math.MaxInt64)
+	ss := qr.Select(context.Background(), true, nil, ms...)
+	out := map[string][]model.Sample{}
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		var smps []model.Sample
+		for it.Next() != chunkenc.ValNone {
+			ts, v := it.At()
+			smps = append(smps, model.Sample{T: ts, V: v})
+		}
+		out[ss.At().Labels().String()] = smps
+	}
+	return out, ss.Err()
+}
+
+func TestSelectMergesReplicasAndOverlappingChunks(t *testing.T) {
+	a := labels.FromStrings("__name__", "m", "i", "a")
+	b := labels.FromStrings("__name__", "m", "i", "b")
+	ing1 := &fakeIngester{selectFn: func(req *ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+		if len(req.Matchers) != 1 || req.Matchers[0].Name != "__name__" {
+			t.Errorf("matchers not passed on: %v", req.Matchers)
+		}
+		return []*ingesterpb.SelectResponse{
+			{Series: []*ingesterpb.ChunkSeries{series(t, a, xorChunk(t, model.Sample{T: 1, V: 1}, model.Sample{T: 3, V: 3}), xorChunk(t, model.Sample{T: 2, V: 2}))}},
+			{Series: []*ingesterpb.ChunkSeries{series(t, b, xorChunk(t, model.Sample{T: 5, V: 5}))}},
+		}, nil
+	}}
+	ing2 := &fakeIngester{selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+		return []*ingesterpb.SelectResponse{{Series: []*ingesterpb.ChunkSeries{series(t, a, xorChunk(t, model.Sample{T: 3, V: 3}, model.Sample{T: 4, V: 4}))}}}, nil
+	}}
+	tests := []struct {
+		name    string
+		clients []ingesterpb.IngesterClient
+		want    map[string]int
+	}{
+		{name: "one ingester, overlapping chunks", clients: []ingesterpb.IngesterClient{ing1}, want: map[string]int{a.String(): 3, b.String(): 1}},
+		{name: "two replicas merged, duplicate timestamp once", clients: []ingesterpb.IngesterClient{ing1, ing2}, want: map[string]int{a.String(): 4, b.String(): 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New(func() []ingesterpb.IngesterClient { return tc.clients }, nil)
+			got, err := collect(t, q, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v", got)
+			}
+			for k, n := range tc.want {
+				if len(got[k]) != n {
+					t.Fatalf("%s: got %v, want %d samples", k, got[k], n)
+				}
+				for i := 1; i < len(got[k]); i++ {
+					if got[k][i].T <= got[k][i-1].T {
+						t.Fatalf("%s: not strictly increasing: %v", k, got[k])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSelectErrorsAreNotSilent(t *testing.T) {
+	tests := []struct {
+		name string
+		ing  *fakeIngester
+		want error
+	}{
+		{name: "select refused", ing: &fakeIngester{selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+			return nil, status.Error(codes.Unavailable, "down")
+		}}, want: model.ErrUnavailable},
+		{name: "bad matcher", ing: &fakeIngester{selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+			return nil, status.Error(codes.InvalidArgument, "bad regex")
+		}}, want: model.ErrBadData},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			q := New(func() []ingesterpb.IngesterClient { return []ingesterpb.IngesterClient{tc.ing} }, nil)
+			_, err := collect(t, q, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestStreamErrorMidway(t *testing.T) {
+	// A stream that fails after one message must surface the failure.
+	stream := &fakeStream{resps: []*ingesterpb.SelectResponse{{Series: []*ingesterpb.ChunkSeries{series(t, labels.FromStrings("__name__", "x"), xorChunk(t, model.Sample{T: 1, V: 1}))}}}, err: status.Error(codes.Unavailable, "connection reset")}
+	set := &streamSet{stream: stream}
+	n := 0
+	for set.Next() {
+		n++
+	}
+	if n != 1 || !errors.Is(set.Err(), model.ErrUnavailable) {
+		t.Fatalf("read %d series, err %v", n, set.Err())
+	}
+}
+
+func TestLabelValuesUnion(t *testing.T) {
+	mk := func(vals ...string) *fakeIngester {
+		return &fakeIngester{labelValuesFn: func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error) {
+			return &ingesterpb.LabelValuesResponse{Values: vals}, nil
+		}}
+	}
+	q := New(func() []ingesterpb.IngesterClient { return []ingesterpb.IngesterClient{mk("b", "a"), mk("c", "a")} }, nil)
+	qr, _ := q.Querier(0, time.Now().UnixMilli())
+	vals, _, err := qr.LabelValues(context.Background(), "x", nil)
+	if err != nil || len(vals) != 3 || vals[0] != "a" || vals[2] != "c" {
+		t.Fatalf("got %v %v", vals, err)
+	}
+}
