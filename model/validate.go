@@ -92,40 +92,56 @@ func (l Limits) ValidateSample(s Sample, now int64) (Reason, string) {
 }
 
 // Filter validates a batch at wall-clock time now (ms) and returns the valid
-// part; the refused samples are recorded in res. The input is not modified;
-// the returned slice shares series with it when they are wholly valid.
+// part; the refused samples are recorded in res. The input is not modified.
+// When everything is valid (the common case) the batch itself is returned;
+// otherwise a new slice that shares the valid series.
 func (l Limits) Filter(batch []Series, now int64, res *PushResult) []Series {
-	out := batch[:0:0]
-	for _, s := range batch {
-		if reason, msg := l.ValidateLabels(s.Labels); reason != "" {
-			res.Reject(len(s.Samples), Rejection{Reason: reason, Series: s.Labels.String(), Message: msg})
+	var out []Series // nil until the first refusal
+	for i, s := range batch {
+		kept, ok := l.filterSeries(s, now, res)
+		if ok && out == nil {
 			continue
 		}
-		bad := -1
-		for i, smp := range s.Samples {
-			if r, _ := l.ValidateSample(smp, now); r != "" {
-				bad = i
-				break
-			}
+		if out == nil {
+			out = make([]Series, 0, len(batch))
+			out = append(out, batch[:i]...)
 		}
-		if bad < 0 {
-			out = append(out, s)
-			continue
-		}
-		kept := make([]Sample, 0, len(s.Samples))
-		kept = append(kept, s.Samples[:bad]...)
-		for _, smp := range s.Samples[bad:] {
-			if r, msg := l.ValidateSample(smp, now); r != "" {
-				res.Reject(1, Rejection{Reason: r, Series: s.Labels.String(), T: smp.T, Message: msg})
-				continue
-			}
-			kept = append(kept, smp)
-		}
-		if len(kept) > 0 {
-			out = append(out, Series{Labels: s.Labels, Samples: kept})
+		if len(kept.Samples) > 0 {
+			out = append(out, kept)
 		}
 	}
+	if out == nil {
+		return batch
+	}
 	return out
+}
+
+// filterSeries returns s, or what is left of it, and whether s was wholly valid.
+func (l Limits) filterSeries(s Series, now int64, res *PushResult) (Series, bool) {
+	if reason, msg := l.ValidateLabels(s.Labels); reason != "" {
+		res.Reject(len(s.Samples), Rejection{Reason: reason, Series: s.Labels.String(), Message: msg})
+		return Series{}, false
+	}
+	bad := -1
+	for i, smp := range s.Samples {
+		if r, _ := l.ValidateSample(smp, now); r != "" {
+			bad = i
+			break
+		}
+	}
+	if bad < 0 {
+		return s, true
+	}
+	kept := make([]Sample, 0, len(s.Samples))
+	kept = append(kept, s.Samples[:bad]...)
+	for _, smp := range s.Samples[bad:] {
+		if r, msg := l.ValidateSample(smp, now); r != "" {
+			res.Reject(1, Rejection{Reason: r, Series: s.Labels.String(), T: smp.T, Message: msg})
+			continue
+		}
+		kept = append(kept, smp)
+	}
+	return Series{Labels: s.Labels, Samples: kept}, false
 }
 
 // IsValidMetricName reports whether n matches [a-zA-Z_:][a-zA-Z0-9_:]*,
