@@ -58,7 +58,8 @@ test-short: ## Unit tests only (-short), no race detector: the quick loop.
 .PHONY: lint
 lint: ## gofmt, go vet, staticcheck, generated code current.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	@# stdmethods off: chunkenc.Iterator's Seek(int64) ValueType is not io.Seeker.
+	$(GO) vet -stdmethods=false ./...
 	@test -x $(GOBIN_DIR)/staticcheck || GOBIN=$(GOBIN_DIR) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(GOBIN_DIR)/staticcheck ./...
 

@@ -72,7 +72,10 @@ func (i *Ingester) observe(method string, start time.Time) {
 // Push appends a batch.
 func (i *Ingester) Push(ctx context.Context, req *ingesterpb.PushRequest) (*ingesterpb.PushResponse, error) {
 	defer i.observe("Push", time.Now())
-	batch := ingesterpb.ToSeries(req)
+	batch, err := ingesterpb.ToSeries(req)
+	if err != nil {
+		return nil, ingesterpb.ToStatus(err)
+	}
 	i.samplesIn.Add(float64(model.CountSamples(batch)))
 	res, err := i.store.Append(ctx, batch)
 	if err != nil {

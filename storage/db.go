@@ -241,7 +241,7 @@ func (db *DB) seriesForReplay(txn *badger.Txn, ref uint64, sb *labels.ScratchBui
 	if err != nil {
 		return nil, err
 	}
-	lset, err := decodeLabels(v, sb)
+	lset, err := model.DecodeLabels(v, sb)
 	if err != nil {
 		return nil, fmt.Errorf("labels of series %d: %w", ref, err)
 	}
@@ -313,7 +313,7 @@ func (db *DB) lookupRef(lset labels.Labels) (uint64, bool, error) {
 	var ref uint64
 	var found bool
 	err := db.bdb.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(seriesKey(encodeLabels(nil, lset)))
+		item, err := txn.Get(seriesKey(model.AppendLabels(nil, lset)))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}

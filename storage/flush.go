@@ -78,7 +78,7 @@ func (db *DB) flush() error {
 			s.open, s.app = nil, nil
 		}
 		if !s.inBadger {
-			lblBuf = encodeLabels(lblBuf[:0], s.lset)
+			lblBuf = model.AppendLabels(lblBuf[:0], s.lset)
 			set(seriesKey(lblBuf), u64(s.ref))
 			set(labelsKey(s.ref), slices.Clone(lblBuf))
 			newInDB = append(newInDB, s)

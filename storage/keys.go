@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-
-	"github.com/prometheus/prometheus/model/labels"
 )
 
 // Badger key layout; docs/storage.md is the reference and must change with
@@ -154,35 +152,6 @@ func parseChunkValue(v []byte) (maxt int64, enc byte, data []byte, err error) {
 		return 0, 0, nil, errShortValue
 	}
 	return getTime(v), v[8], v[9:], nil
-}
-
-// encodeLabels appends a self-delimiting encoding of ls to b: for each label
-// uvarint(len name) name uvarint(len value) value.
-func encodeLabels(b []byte, ls labels.Labels) []byte {
-	ls.Range(func(l labels.Label) {
-		b = binary.AppendUvarint(b, uint64(len(l.Name)))
-		b = append(b, l.Name...)
-		b = binary.AppendUvarint(b, uint64(len(l.Value)))
-		b = append(b, l.Value...)
-	})
-	return b
-}
-
-// decodeLabels decodes what encodeLabels wrote, using sb as scratch.
-func decodeLabels(b []byte, sb *labels.ScratchBuilder) (labels.Labels, error) {
-	sb.Reset()
-	for len(b) > 0 {
-		var name, value string
-		var err error
-		if name, b, err = readString(b); err != nil {
-			return labels.EmptyLabels(), fmt.Errorf("label name: %w", err)
-		}
-		if value, b, err = readString(b); err != nil {
-			return labels.EmptyLabels(), fmt.Errorf("value of label %q: %w", name, err)
-		}
-		sb.Add(name, value)
-	}
-	return sb.Labels(), nil
 }
 
 func readString(b []byte) (string, []byte, error) {

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/vigil-tsdb/vigil/model"
 )
 
 // ChunkQuerier returns a querier over [mint, maxt] (ms, inclusive) that
@@ -103,7 +105,7 @@ func readLabels(txn *badger.Txn, ref uint64, sb *labels.ScratchBuilder) (labels.
 	var lset labels.Labels
 	err = item.Value(func(v []byte) error {
 		var derr error
-		lset, derr = decodeLabels(v, sb)
+		lset, derr = model.DecodeLabels(v, sb)
 		return derr
 	})
 	return lset, err

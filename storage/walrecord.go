@@ -7,6 +7,8 @@ import (
 	"math"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-tsdb/vigil/model"
 )
 
 // WAL record payloads (docs/storage.md, "WAL"). The first byte is the type.
@@ -40,7 +42,7 @@ func appendSeriesRecord(b []byte, series []walSeries) []byte {
 	for _, s := range series {
 		b = binary.AppendUvarint(b, s.id)
 		b = binary.AppendUvarint(b, uint64(s.labels.Len()))
-		b = encodeLabels(b, s.labels)
+		b = model.AppendLabels(b, s.labels)
 	}
 	return b
 }

@@ -12,34 +12,83 @@ import (
 	"github.com/vigil-tsdb/vigil/model"
 )
 
-// FromSeries converts a batch to a PushRequest. Labels and samples are copied.
+// FromSeries converts a batch to a PushRequest. Everything is copied, into
+// a few large arrays shared by the request's series.
 func FromSeries(batch []model.Series) *PushRequest {
+	nLabelBytes, nSamples := 0, 0
+	for _, s := range batch {
+		nLabelBytes += model.EncodedLabelsSize(s.Labels)
+		nSamples += len(s.Samples)
+	}
+	lbuf := make([]byte, 0, nLabelBytes)
+	tbuf := make([]int64, 0, nSamples)
+	vbuf := make([]float64, 0, nSamples)
+	series := make([]TimeSeries, len(batch))
 	req := &PushRequest{Series: make([]*TimeSeries, len(batch))}
 	for i, s := range batch {
-		ts := &TimeSeries{Labels: FromLabels(s.Labels), Samples: make([]*Sample, len(s.Samples))}
-		smps := make([]Sample, len(s.Samples))
-		for j, smp := range s.Samples {
-			smps[j] = Sample{Value: smp.V, TimestampMs: smp.T}
-			ts.Samples[j] = &smps[j]
+		l0, s0 := len(lbuf), len(tbuf)
+		lbuf = model.AppendLabels(lbuf, s.Labels)
+		for _, smp := range s.Samples {
+			tbuf = append(tbuf, smp.T)
+			vbuf = append(vbuf, smp.V)
 		}
+		ts := &series[i]
+		ts.Labels = lbuf[l0:len(lbuf):len(lbuf)]
+		ts.TimestampsMs = tbuf[s0:len(tbuf):len(tbuf)]
+		ts.Values = vbuf[s0:len(vbuf):len(vbuf)]
 		req.Series[i] = ts
 	}
 	return req
 }
 
-// ToSeries converts a PushRequest to a batch; labels are sorted, samples
-// are kept in the order sent.
-func ToSeries(req *PushRequest) []model.Series {
+// ToSeries converts a PushRequest to a batch; label sets are sorted,
+// samples kept in the order sent. The batch does not reference req.
+func ToSeries(req *PushRequest) ([]model.Series, error) {
+	n := 0
+	for _, ts := range req.Series {
+		if len(ts.TimestampsMs) != len(ts.Values) {
+			return nil, model.BadData("push request", fmt.Errorf("series has %d timestamps and %d values", len(ts.TimestampsMs), len(ts.Values)))
+		}
+		n += len(ts.TimestampsMs)
+	}
+	smps := make([]model.Sample, n)
 	out := make([]model.Series, len(req.Series))
 	var sb labels.ScratchBuilder
 	for i, ts := range req.Series {
-		smps := make([]model.Sample, len(ts.Samples))
-		for j, s := range ts.Samples {
-			smps[j] = model.Sample{T: s.TimestampMs, V: s.Value}
+		lset, err := model.DecodeLabels(ts.Labels, &sb)
+		if err != nil {
+			return nil, model.BadData(fmt.Sprintf("labels of series %d", i), err)
 		}
-		out[i] = model.Series{Labels: ToLabels(ts.Labels, &sb), Samples: smps}
+		if !sortedUnique(lset) { // rare: the distributor sends sorted sets
+			var ls []labels.Label
+			lset.Range(func(l labels.Label) { ls = append(ls, l) })
+			if lset = labels.New(ls...); !sortedUnique(lset) {
+				return nil, model.BadData(fmt.Sprintf("labels of series %d", i), fmt.Errorf("duplicate label name in %s", lset))
+			}
+		}
+		if lset.IsEmpty() {
+			return nil, model.BadData(fmt.Sprintf("labels of series %d", i), errors.New("empty label set"))
+		}
+		k := len(ts.TimestampsMs)
+		mine := smps[:k:k]
+		smps = smps[k:]
+		for j, t := range ts.TimestampsMs {
+			mine[j] = model.Sample{T: t, V: ts.Values[j]}
+		}
+		out[i] = model.Series{Labels: lset, Samples: mine}
 	}
-	return out
+	return out, nil
+}
+
+func sortedUnique(ls labels.Labels) bool {
+	prev, ok, first := "", true, true
+	ls.Range(func(l labels.Label) {
+		if !first && l.Name <= prev {
+			ok = false
+		}
+		prev, first = l.Name, false
+	})
+	return ok
 }
 
 // FromLabels converts labels to their wire form.

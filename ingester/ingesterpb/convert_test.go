@@ -33,7 +33,10 @@ func TestSeriesRoundTripAndCodec(t *testing.T) {
 	if err := (Codec{}).Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	got := ToSeries(&back)
+	got, err := ToSeries(&back)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range batch {
 		if !labels.Equal(got[i].Labels, batch[i].Labels) || len(got[i].Samples) != len(batch[i].Samples) {
 			t.Fatalf("series %d: %v != %v", i, got[i], batch[i])
@@ -43,6 +46,31 @@ func TestSeriesRoundTripAndCodec(t *testing.T) {
 				t.Fatalf("sample %d/%d differs", i, j)
 			}
 		}
+	}
+}
+
+func TestToSeriesRejectsMalformed(t *testing.T) {
+	tests := []struct {
+		name string
+		ts   *TimeSeries
+	}{
+		{name: "length mismatch", ts: &TimeSeries{Labels: model.AppendLabels(nil, labels.FromStrings("__name__", "a")), TimestampsMs: []int64{1, 2}, Values: []float64{1}}},
+		{name: "truncated labels", ts: &TimeSeries{Labels: []byte{8, 'a'}}},
+		{name: "duplicate names", ts: &TimeSeries{Labels: append(model.AppendLabels(nil, labels.FromStrings("a", "1")), model.AppendLabels(nil, labels.FromStrings("a", "2"))...)}},
+		{name: "empty", ts: &TimeSeries{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ToSeries(&PushRequest{Series: []*TimeSeries{tc.ts}}); !errors.Is(err, model.ErrBadData) {
+				t.Fatalf("err %v, want bad data", err)
+			}
+		})
+	}
+	// Unsorted but unique labels are sorted.
+	unsorted := append(model.AppendLabels(nil, labels.FromStrings("z", "1")), model.AppendLabels(nil, labels.FromStrings("__name__", "a"))...)
+	got, err := ToSeries(&PushRequest{Series: []*TimeSeries{{Labels: unsorted}}})
+	if err != nil || got[0].Labels.String() != `{__name__="a", z="1"}` {
+		t.Fatalf("got %v %v", got, err)
 	}
 }
 
