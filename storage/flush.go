@@ -1,7 +1,9 @@
 package storage
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -25,8 +27,14 @@ func (db *DB) Flush() error {
 		db.metrics.flushFailures.Inc()
 		return err
 	}
-	db.metrics.flushDuration.Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	db.metrics.flushDuration.Observe(d.Seconds())
 	db.metrics.lastFlushSuccess.SetToCurrentTime()
+	lvl := slog.LevelDebug
+	if d > 10*time.Second {
+		lvl = slog.LevelInfo
+	}
+	db.logger.Log(context.Background(), lvl, "flushed head to badger", "duration", d.Round(time.Millisecond), "head_series", db.head.numSeries.Load())
 	return nil
 }
 

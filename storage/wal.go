@@ -309,8 +309,16 @@ func replayWAL(dir string, logger *slog.Logger, fn func(seg int, payload []byte)
 	if err != nil {
 		return 0, err
 	}
+	if len(segs) > 0 {
+		logger.Info("replaying WAL", "segments", len(segs), "first", segs[0], "last", segs[len(segs)-1])
+	}
+	lastLog := time.Now()
 	for i, n := range segs {
 		last := i == len(segs)-1
+		if time.Since(lastLog) > 5*time.Second {
+			logger.Info("replaying WAL", "segment", n, "done", i, "of", len(segs))
+			lastLog = time.Now()
+		}
 		good, rerr := replaySegment(segmentName(dir, n), func(p []byte) error { return fn(n, p) })
 		if rerr == nil {
 			continue
