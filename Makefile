@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+API_PKG := github.com/vigil-tsdb/vigil/api
+LDFLAGS := -X $(API_PKG).Version=$(VERSION) -X $(API_PKG).Revision=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X $(API_PKG).Branch=$(shell git rev-parse --abbrev-ref HEAD 2>/dev/null) -X $(API_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 PROTOC_GEN_GO_VERSION := v1.36.12
@@ -25,7 +29,7 @@ help: ## Show this help.
 
 .PHONY: build
 build: ## Build bin/vigil and bin/vigil-bench.
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: run
 run: build ## Build and run single-node Vigil with ./data (every role in one process).

@@ -87,9 +87,7 @@ func (d *Distributor) Push(ctx context.Context, batch []model.Series) (model.Pus
 		return res, fmt.Errorf("%d samples in one request, limit is %d: %w", n, max, model.ErrTooLarge)
 	}
 	valid := d.cfg.Limits.Filter(batch, d.now().UnixMilli(), &res)
-	for _, rej := range res.Rejections {
-		d.rejected.WithLabelValues(string(rej.Reason)).Inc()
-	}
+	d.countRejected(res)
 	if len(valid) == 0 {
 		return res, nil
 	}
@@ -100,9 +98,13 @@ func (d *Distributor) Push(ctx context.Context, batch []model.Series) (model.Pus
 		return model.PushResult{}, fmt.Errorf("push to ingester: %w", ingesterpb.FromStatus(err))
 	}
 	ir := ingesterpb.ToResult(resp)
-	for _, rej := range ir.Rejections {
-		d.rejected.WithLabelValues(string(rej.Reason)).Inc()
-	}
+	d.countRejected(ir)
 	res.Merge(ir)
 	return res, nil
+}
+
+func (d *Distributor) countRejected(r model.PushResult) {
+	for reason, n := range r.ByReason {
+		d.rejected.WithLabelValues(string(reason)).Add(float64(n))
+	}
 }

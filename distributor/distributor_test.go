@@ -54,7 +54,7 @@ func TestPush(t *testing.T) {
 			}},
 		{name: "ingester rejections merged", batch: []model.Series{ok("a", 1), ok("b", 1)}, wantSent: 2, wantStored: 1, wantRejected: 1, wantReason: model.ReasonTooOld,
 			ingester: func(req *ingesterpb.PushRequest) (*ingesterpb.PushResponse, error) {
-				return &ingesterpb.PushResponse{Stored: 1, RejectedSamples: 1, Rejections: []*ingesterpb.Rejection{{Reason: string(model.ReasonTooOld), Message: "old"}}}, nil
+				return &ingesterpb.PushResponse{Stored: 1, RejectedSamples: 1, RejectedByReason: map[string]uint64{string(model.ReasonTooOld): 1}, Rejections: []*ingesterpb.Rejection{{Reason: string(model.ReasonTooOld), Message: "old"}}}, nil
 			}},
 	}
 	for _, tc := range tests {

@@ -24,6 +24,8 @@ type PushResult struct {
 	Stored          int // samples written
 	Duplicates      int // exact duplicates (same series, time and value), dropped silently
 	RejectedSamples int // samples refused; Rejections says why
+	// ByReason counts every refused sample by reason (nil if none).
+	ByReason map[Reason]int
 	// Rejections holds up to MaxRejectionDetails examples, first ones first.
 	Rejections []Rejection
 }
@@ -40,12 +42,21 @@ type Rejection struct {
 	Message string // human-readable detail
 }
 
-// Reject records a rejection of n samples in r.
+// Reject records a rejection of n samples in r: counted always, detailed
+// while fewer than MaxRejectionDetails are listed.
 func (r *PushResult) Reject(n int, rej Rejection) {
-	r.RejectedSamples += n
+	r.countReason(rej.Reason, n)
 	if len(r.Rejections) < MaxRejectionDetails {
 		r.Rejections = append(r.Rejections, rej)
 	}
+}
+
+func (r *PushResult) countReason(reason Reason, n int) {
+	r.RejectedSamples += n
+	if r.ByReason == nil {
+		r.ByReason = map[Reason]int{}
+	}
+	r.ByReason[reason] += n
 }
 
 // Merge adds o's counts and rejection details to r.
@@ -53,6 +64,12 @@ func (r *PushResult) Merge(o PushResult) {
 	r.Stored += o.Stored
 	r.Duplicates += o.Duplicates
 	r.RejectedSamples += o.RejectedSamples
+	for reason, n := range o.ByReason {
+		if r.ByReason == nil {
+			r.ByReason = map[Reason]int{}
+		}
+		r.ByReason[reason] += n
+	}
 	for _, rej := range o.Rejections {
 		if len(r.Rejections) >= MaxRejectionDetails {
 			break

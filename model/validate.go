@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -69,6 +70,8 @@ func (l Limits) ValidateLabels(ls labels.Labels) (Reason, string) {
 			reason, msg = ReasonInvalidLabels, fmt.Sprintf("invalid label name %q", lb.Name)
 		case lb.Value == "":
 			reason, msg = ReasonInvalidLabels, fmt.Sprintf("label %q has an empty value", lb.Name)
+		case !utf8.ValidString(lb.Value):
+			reason, msg = ReasonInvalidLabels, fmt.Sprintf("value of label %q is not valid UTF-8", lb.Name)
 		case l.MaxLabelNameLength > 0 && len(lb.Name) > l.MaxLabelNameLength:
 			reason, msg = ReasonLabelTooLong, fmt.Sprintf("label name of %d bytes, limit is %d", len(lb.Name), l.MaxLabelNameLength)
 		case l.MaxLabelValueLength > 0 && len(lb.Value) > l.MaxLabelValueLength:

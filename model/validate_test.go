@@ -25,6 +25,7 @@ func TestValidateLabels(t *testing.T) {
 		{name: "bad label name", ls: labels.FromStrings("__name__", "up", "a-b", "x"), want: ReasonInvalidLabels},
 		{name: "empty value", ls: labels.FromStrings("__name__", "up", "a", ""), want: ReasonInvalidLabels},
 		{name: "duplicate", ls: labels.New(labels.Label{Name: "__name__", Value: "up"}, labels.Label{Name: "a", Value: "1"}, labels.Label{Name: "a", Value: "2"}), want: ReasonInvalidLabels},
+		{name: "invalid utf-8", ls: labels.FromStrings("__name__", "up", "a", "\xff"), want: ReasonInvalidLabels},
 		{name: "value too long", ls: labels.FromStrings("__name__", "up", "a", long), want: ReasonLabelTooLong},
 	}
 	for _, tc := range tests {

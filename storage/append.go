@@ -104,11 +104,11 @@ func allBefore(s []model.Sample, t int64) bool {
 
 func (db *DB) reject(res *model.PushResult, lset labels.Labels, smp model.Sample, r model.Reason, msg string) {
 	db.metrics.rejected.WithLabelValues(string(r)).Inc()
-	if len(res.Rejections) < model.MaxRejectionDetails {
-		res.Reject(1, model.Rejection{Reason: r, Series: lset.String(), T: smp.T, Message: msg})
-	} else {
-		res.RejectedSamples++
+	if len(res.Rejections) >= model.MaxRejectionDetails {
+		res.Reject(1, model.Rejection{Reason: r}) // counted, not listed: skip formatting the labels
+		return
 	}
+	res.Reject(1, model.Rejection{Reason: r, Series: lset.String(), T: smp.T, Message: msg})
 }
 
 func (db *DB) rejectAll(res *model.PushResult, in model.Series, r model.Reason, msg string) {

@@ -101,37 +101,53 @@ func (c Config) Validate() error {
 // parseConfig builds the configuration from defaults, then the YAML file
 // if -config.file is given, then the flags on the command line.
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	cfg, _, err := parseConfigFlags(args, stderr)
+	return cfg, err
+}
+
+// parseConfigFlags is parseConfig that also returns every flag's final
+// value, for /api/v1/status/flags.
+func parseConfigFlags(args []string, stderr io.Writer) (Config, map[string]string, error) {
+	cfg, fs, err := parseConfigSet(args, stderr)
+	flags := map[string]string{}
+	if fs != nil {
+		fs.VisitAll(func(f *flag.Flag) { flags[f.Name] = f.Value.String() })
+	}
+	return cfg, flags, err
+}
+
+func parseConfigSet(args []string, stderr io.Writer) (Config, *flag.FlagSet, error) {
 	cfg := DefaultConfig()
 	var file string
 	fs := newFlagSet(&cfg, &file, stderr)
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return cfg, nil, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments %q (flags only; see -h)", fs.Args())
+		return cfg, nil, fmt.Errorf("unexpected arguments %q (flags only; see -h)", fs.Args())
 	}
 	if file != "" {
 		cfg = DefaultConfig()
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return cfg, fmt.Errorf("read config file: %w", err)
+			return cfg, nil, fmt.Errorf("read config file: %w", err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("parse config file %s: %w", file, err)
+			return cfg, nil, fmt.Errorf("parse config file %s: %w", file, err)
 		}
 		// Flags given explicitly win over the file.
 		fs = newFlagSet(&cfg, &file, stderr)
 		if err := fs.Parse(args); err != nil {
-			return cfg, err
+			return cfg, nil, err
 		}
 	}
 	cfg.Storage.Dir = cfg.DataDir
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("invalid configuration: %w", err)
+		return cfg, nil, fmt.Errorf("invalid configuration: %w", err)
 	}
-	return cfg, nil
+	return cfg, fs, nil
 }
 
 func newFlagSet(cfg *Config, file *string, stderr io.Writer) *flag.FlagSet {

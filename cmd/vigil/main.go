@@ -21,6 +21,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
@@ -57,7 +58,7 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // run starts every role and blocks until ctx is done or a role fails, then
 // shuts down in order: stop taking requests, then flush and close storage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseConfig(args, stderr)
+	cfg, flags, err := parseConfigFlags(args, stderr)
 	if err != nil {
 		return err
 	}
@@ -108,6 +109,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	httpAPI.SetStatusSources(func() string {
+		b, err := yaml.Marshal(cfg)
+		if err != nil {
+			return "# " + err.Error()
+		}
+		return string(b)
+	}, flags)
 	httpLn, err := net.Listen("tcp", cfg.HTTPListenAddress)
 	if err != nil {
 		grpcLn.Close()

@@ -117,6 +117,12 @@ func ToLabels(ls []*Label, sb *labels.ScratchBuilder) labels.Labels {
 // FromResult and ToResult convert push results.
 func FromResult(r model.PushResult) *PushResponse {
 	resp := &PushResponse{Stored: uint64(r.Stored), Duplicates: uint64(r.Duplicates), RejectedSamples: uint64(r.RejectedSamples)}
+	if len(r.ByReason) > 0 {
+		resp.RejectedByReason = make(map[string]uint64, len(r.ByReason))
+		for reason, n := range r.ByReason {
+			resp.RejectedByReason[string(reason)] = uint64(n)
+		}
+	}
 	for _, rej := range r.Rejections {
 		resp.Rejections = append(resp.Rejections, &Rejection{Reason: string(rej.Reason), Series: rej.Series, TimestampMs: rej.T, Message: rej.Message})
 	}
@@ -125,6 +131,12 @@ func FromResult(r model.PushResult) *PushResponse {
 
 func ToResult(resp *PushResponse) model.PushResult {
 	r := model.PushResult{Stored: int(resp.Stored), Duplicates: int(resp.Duplicates), RejectedSamples: int(resp.RejectedSamples)}
+	if len(resp.RejectedByReason) > 0 {
+		r.ByReason = make(map[model.Reason]int, len(resp.RejectedByReason))
+		for reason, n := range resp.RejectedByReason {
+			r.ByReason[model.Reason(reason)] = int(n)
+		}
+	}
 	for _, rej := range resp.Rejections {
 		r.Rejections = append(r.Rejections, model.Rejection{Reason: model.Reason(rej.Reason), Series: rej.Series, T: rej.TimestampMs, Message: rej.Message})
 	}

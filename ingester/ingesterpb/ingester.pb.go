@@ -312,9 +312,11 @@ type PushResponse struct {
 	Duplicates      uint64                 `protobuf:"varint,2,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
 	RejectedSamples uint64                 `protobuf:"varint,3,opt,name=rejected_samples,json=rejectedSamples,proto3" json:"rejected_samples,omitempty"`
 	// At most 10 examples of what was refused.
-	Rejections    []*Rejection `protobuf:"bytes,4,rep,name=rejections,proto3" json:"rejections,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Rejections []*Rejection `protobuf:"bytes,4,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	// Every refused sample, counted by reason.
+	RejectedByReason map[string]uint64 `protobuf:"bytes,5,rep,name=rejected_by_reason,json=rejectedByReason,proto3" json:"rejected_by_reason,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PushResponse) Reset() {
@@ -371,6 +373,13 @@ func (x *PushResponse) GetRejectedSamples() uint64 {
 func (x *PushResponse) GetRejections() []*Rejection {
 	if x != nil {
 		return x.Rejections
+	}
+	return nil
+}
+
+func (x *PushResponse) GetRejectedByReason() map[string]uint64 {
+	if x != nil {
+		return x.RejectedByReason
 	}
 	return nil
 }
@@ -1262,7 +1271,7 @@ const file_ingester_ingesterpb_ingester_proto_rawDesc = "" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
 	"\x06series\x18\x02 \x01(\tR\x06series\x12!\n" +
 	"\ftimestamp_ms\x18\x03 \x01(\x03R\vtimestampMs\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\xaf\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\xd9\x02\n" +
 	"\fPushResponse\x12\x16\n" +
 	"\x06stored\x18\x01 \x01(\x04R\x06stored\x12\x1e\n" +
 	"\n" +
@@ -1271,7 +1280,11 @@ const file_ingester_ingesterpb_ingester_proto_rawDesc = "" +
 	"\x10rejected_samples\x18\x03 \x01(\x04R\x0frejectedSamples\x12<\n" +
 	"\n" +
 	"rejections\x18\x04 \x03(\v2\x1c.vigil.ingester.v1.RejectionR\n" +
-	"rejections\"\x9c\x01\n" +
+	"rejections\x12c\n" +
+	"\x12rejected_by_reason\x18\x05 \x03(\v25.vigil.ingester.v1.PushResponse.RejectedByReasonEntryR\x10rejectedByReason\x1aC\n" +
+	"\x15RejectedByReasonEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x9c\x01\n" +
 	"\fLabelMatcher\x128\n" +
 	"\x04type\x18\x01 \x01(\x0e2$.vigil.ingester.v1.LabelMatcher.TypeR\x04type\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -1356,7 +1369,7 @@ func file_ingester_ingesterpb_ingester_proto_rawDescGZIP() []byte {
 }
 
 var file_ingester_ingesterpb_ingester_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ingester_ingesterpb_ingester_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_ingester_ingesterpb_ingester_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_ingester_ingesterpb_ingester_proto_goTypes = []any{
 	(LabelMatcher_Type)(0),      // 0: vigil.ingester.v1.LabelMatcher.Type
 	(*Label)(nil),               // 1: vigil.ingester.v1.Label
@@ -1379,41 +1392,43 @@ var file_ingester_ingesterpb_ingester_proto_goTypes = []any{
 	(*StatsRequest)(nil),        // 18: vigil.ingester.v1.StatsRequest
 	(*NameCount)(nil),           // 19: vigil.ingester.v1.NameCount
 	(*StatsResponse)(nil),       // 20: vigil.ingester.v1.StatsResponse
+	nil,                         // 21: vigil.ingester.v1.PushResponse.RejectedByReasonEntry
 }
 var file_ingester_ingesterpb_ingester_proto_depIdxs = []int32{
 	2,  // 0: vigil.ingester.v1.PushRequest.series:type_name -> vigil.ingester.v1.TimeSeries
 	4,  // 1: vigil.ingester.v1.PushResponse.rejections:type_name -> vigil.ingester.v1.Rejection
-	0,  // 2: vigil.ingester.v1.LabelMatcher.type:type_name -> vigil.ingester.v1.LabelMatcher.Type
-	6,  // 3: vigil.ingester.v1.SelectRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
-	1,  // 4: vigil.ingester.v1.ChunkSeries.labels:type_name -> vigil.ingester.v1.Label
-	8,  // 5: vigil.ingester.v1.ChunkSeries.chunks:type_name -> vigil.ingester.v1.Chunk
-	9,  // 6: vigil.ingester.v1.SelectResponse.series:type_name -> vigil.ingester.v1.ChunkSeries
-	6,  // 7: vigil.ingester.v1.SeriesRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
-	1,  // 8: vigil.ingester.v1.LabelSet.labels:type_name -> vigil.ingester.v1.Label
-	12, // 9: vigil.ingester.v1.SeriesResponse.series:type_name -> vigil.ingester.v1.LabelSet
-	6,  // 10: vigil.ingester.v1.LabelNamesRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
-	6,  // 11: vigil.ingester.v1.LabelValuesRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
-	19, // 12: vigil.ingester.v1.StatsResponse.series_count_by_metric_name:type_name -> vigil.ingester.v1.NameCount
-	19, // 13: vigil.ingester.v1.StatsResponse.label_value_count_by_label_name:type_name -> vigil.ingester.v1.NameCount
-	19, // 14: vigil.ingester.v1.StatsResponse.memory_in_bytes_by_label_name:type_name -> vigil.ingester.v1.NameCount
-	19, // 15: vigil.ingester.v1.StatsResponse.series_count_by_label_value_pair:type_name -> vigil.ingester.v1.NameCount
-	3,  // 16: vigil.ingester.v1.Ingester.Push:input_type -> vigil.ingester.v1.PushRequest
-	7,  // 17: vigil.ingester.v1.Ingester.Select:input_type -> vigil.ingester.v1.SelectRequest
-	11, // 18: vigil.ingester.v1.Ingester.Series:input_type -> vigil.ingester.v1.SeriesRequest
-	14, // 19: vigil.ingester.v1.Ingester.LabelNames:input_type -> vigil.ingester.v1.LabelNamesRequest
-	16, // 20: vigil.ingester.v1.Ingester.LabelValues:input_type -> vigil.ingester.v1.LabelValuesRequest
-	18, // 21: vigil.ingester.v1.Ingester.Stats:input_type -> vigil.ingester.v1.StatsRequest
-	5,  // 22: vigil.ingester.v1.Ingester.Push:output_type -> vigil.ingester.v1.PushResponse
-	10, // 23: vigil.ingester.v1.Ingester.Select:output_type -> vigil.ingester.v1.SelectResponse
-	13, // 24: vigil.ingester.v1.Ingester.Series:output_type -> vigil.ingester.v1.SeriesResponse
-	15, // 25: vigil.ingester.v1.Ingester.LabelNames:output_type -> vigil.ingester.v1.LabelNamesResponse
-	17, // 26: vigil.ingester.v1.Ingester.LabelValues:output_type -> vigil.ingester.v1.LabelValuesResponse
-	20, // 27: vigil.ingester.v1.Ingester.Stats:output_type -> vigil.ingester.v1.StatsResponse
-	22, // [22:28] is the sub-list for method output_type
-	16, // [16:22] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	21, // 2: vigil.ingester.v1.PushResponse.rejected_by_reason:type_name -> vigil.ingester.v1.PushResponse.RejectedByReasonEntry
+	0,  // 3: vigil.ingester.v1.LabelMatcher.type:type_name -> vigil.ingester.v1.LabelMatcher.Type
+	6,  // 4: vigil.ingester.v1.SelectRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
+	1,  // 5: vigil.ingester.v1.ChunkSeries.labels:type_name -> vigil.ingester.v1.Label
+	8,  // 6: vigil.ingester.v1.ChunkSeries.chunks:type_name -> vigil.ingester.v1.Chunk
+	9,  // 7: vigil.ingester.v1.SelectResponse.series:type_name -> vigil.ingester.v1.ChunkSeries
+	6,  // 8: vigil.ingester.v1.SeriesRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
+	1,  // 9: vigil.ingester.v1.LabelSet.labels:type_name -> vigil.ingester.v1.Label
+	12, // 10: vigil.ingester.v1.SeriesResponse.series:type_name -> vigil.ingester.v1.LabelSet
+	6,  // 11: vigil.ingester.v1.LabelNamesRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
+	6,  // 12: vigil.ingester.v1.LabelValuesRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
+	19, // 13: vigil.ingester.v1.StatsResponse.series_count_by_metric_name:type_name -> vigil.ingester.v1.NameCount
+	19, // 14: vigil.ingester.v1.StatsResponse.label_value_count_by_label_name:type_name -> vigil.ingester.v1.NameCount
+	19, // 15: vigil.ingester.v1.StatsResponse.memory_in_bytes_by_label_name:type_name -> vigil.ingester.v1.NameCount
+	19, // 16: vigil.ingester.v1.StatsResponse.series_count_by_label_value_pair:type_name -> vigil.ingester.v1.NameCount
+	3,  // 17: vigil.ingester.v1.Ingester.Push:input_type -> vigil.ingester.v1.PushRequest
+	7,  // 18: vigil.ingester.v1.Ingester.Select:input_type -> vigil.ingester.v1.SelectRequest
+	11, // 19: vigil.ingester.v1.Ingester.Series:input_type -> vigil.ingester.v1.SeriesRequest
+	14, // 20: vigil.ingester.v1.Ingester.LabelNames:input_type -> vigil.ingester.v1.LabelNamesRequest
+	16, // 21: vigil.ingester.v1.Ingester.LabelValues:input_type -> vigil.ingester.v1.LabelValuesRequest
+	18, // 22: vigil.ingester.v1.Ingester.Stats:input_type -> vigil.ingester.v1.StatsRequest
+	5,  // 23: vigil.ingester.v1.Ingester.Push:output_type -> vigil.ingester.v1.PushResponse
+	10, // 24: vigil.ingester.v1.Ingester.Select:output_type -> vigil.ingester.v1.SelectResponse
+	13, // 25: vigil.ingester.v1.Ingester.Series:output_type -> vigil.ingester.v1.SeriesResponse
+	15, // 26: vigil.ingester.v1.Ingester.LabelNames:output_type -> vigil.ingester.v1.LabelNamesResponse
+	17, // 27: vigil.ingester.v1.Ingester.LabelValues:output_type -> vigil.ingester.v1.LabelValuesResponse
+	20, // 28: vigil.ingester.v1.Ingester.Stats:output_type -> vigil.ingester.v1.StatsResponse
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_ingester_ingesterpb_ingester_proto_init() }
@@ -1427,7 +1442,7 @@ func file_ingester_ingesterpb_ingester_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ingester_ingesterpb_ingester_proto_rawDesc), len(file_ingester_ingesterpb_ingester_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
