@@ -151,6 +151,9 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	if hints != nil {
 		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
 	}
+	if hints != nil && hints.Func == "series" {
+		return q.selectSeriesOnly(ctx, mint, maxt, hints.Limit, ms)
+	}
 	req := &ingesterpb.SelectRequest{StartMs: mint, EndMs: maxt, Matchers: ingesterpb.FromMatchers(ms)}
 	sets := make([]storage.SeriesSet, 0, len(q.clients))
 	for _, c := range q.clients {
@@ -165,6 +168,48 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	}
 	return storage.NewMergeSeriesSet(sets, 0, storage.ChainedSeriesMerge)
 }
+
+// selectSeriesOnly answers a Select that needs labels only (the series
+// API) through the Series RPC, which sends no chunks.
+func (q *querier) selectSeriesOnly(ctx context.Context, mint, maxt int64, limit int, ms []*labels.Matcher) storage.SeriesSet {
+	req := &ingesterpb.SeriesRequest{StartMs: mint, EndMs: maxt, Matchers: ingesterpb.FromMatchers(ms), Limit: int64(limit)}
+	var all []storage.Series
+	var sb labels.ScratchBuilder
+	for _, c := range q.clients {
+		stream, err := c.Series(ctx, req)
+		if err != nil {
+			return storage.ErrSeriesSet(fmt.Errorf("series from ingester: %w", ingesterpb.FromStatus(err)))
+		}
+		for {
+			resp, err := stream.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return storage.ErrSeriesSet(fmt.Errorf("series from ingester: %w", ingesterpb.FromStatus(err)))
+			}
+			for _, ls := range resp.Series {
+				all = append(all, storage.NewListSeries(ingesterpb.ToLabels(ls.Labels, &sb), nil))
+			}
+		}
+	}
+	slices.SortFunc(all, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
+	all = slices.CompactFunc(all, func(a, b storage.Series) bool { return labels.Equal(a.Labels(), b.Labels()) })
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	return &listSeriesSet{list: all, i: -1}
+}
+
+type listSeriesSet struct {
+	list []storage.Series
+	i    int
+}
+
+func (l *listSeriesSet) Next() bool                        { l.i++; return l.i < len(l.list) }
+func (l *listSeriesSet) At() storage.Series                { return l.list[l.i] }
+func (l *listSeriesSet) Err() error                        { return nil }
+func (l *listSeriesSet) Warnings() annotations.Annotations { return nil }
 
 // streamSet reads a Select stream lazily, one message at a time.
 type streamSet struct {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,6 +24,52 @@ type fakeIngester struct {
 	ingesterpb.IngesterClient
 	selectFn      func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error)
 	labelValuesFn func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error)
+	seriesFn      func(*ingesterpb.SeriesRequest) (grpc.ServerStreamingClient[ingesterpb.SeriesResponse], error)
+}
+
+type fakeSeriesStream struct {
+	grpc.ClientStream
+	resps []*ingesterpb.SeriesResponse
+}
+
+func (s *fakeSeriesStream) Recv() (*ingesterpb.SeriesResponse, error) {
+	if len(s.resps) == 0 {
+		return nil, io.EOF
+	}
+	r := s.resps[0]
+	s.resps = s.resps[1:]
+	return r, nil
+}
+
+func TestSeriesOnlySelectUsesSeriesRPC(t *testing.T) {
+	set := func(names ...string) *ingesterpb.SeriesResponse {
+		r := &ingesterpb.SeriesResponse{}
+		for _, n := range names {
+			r.Series = append(r.Series, &ingesterpb.LabelSet{Labels: ingesterpb.FromLabels(labels.FromStrings("__name__", n))})
+		}
+		return r
+	}
+	mk := func(names ...string) *fakeIngester {
+		return &fakeIngester{
+			selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+				t.Error("Select called for a series-only request")
+				return nil, nil
+			},
+			seriesFn: func(req *ingesterpb.SeriesRequest) (grpc.ServerStreamingClient[ingesterpb.SeriesResponse], error) {
+				return &fakeSeriesStream{resps: []*ingesterpb.SeriesResponse{set(names...)}}, nil
+			},
+		}
+	}
+	q := New(func() []ingesterpb.IngesterClient { return []ingesterpb.IngesterClient{mk("b", "a"), mk("c", "a")} }, nil)
+	qr, _ := q.Querier(0, 100)
+	ss := qr.Select(context.Background(), true, &storage.SelectHints{Start: 0, End: 100, Func: "series"}, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
+	var got []string
+	for ss.Next() {
+		got = append(got, ss.At().Labels().Get("__name__"))
+	}
+	if ss.Err() != nil || len(got) != 3 || got[0] != "a" || got[2] != "c" {
+		t.Fatalf("got %v %v", got, ss.Err())
+	}
 }
 
 func (f *fakeIngester) Select(_ context.Context, req *ingesterpb.SelectRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[ingesterpb.SelectResponse], error) {
@@ -31,6 +78,10 @@ func (f *fakeIngester) Select(_ context.Context, req *ingesterpb.SelectRequest, 
 		return nil, err
 	}
 	return &fakeStream{resps: resps}, nil
+}
+
+func (f *fakeIngester) Series(_ context.Context, req *ingesterpb.SeriesRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[ingesterpb.SeriesResponse], error) {
+	return f.seriesFn(req)
 }
 
 func (f *fakeIngester) LabelValues(_ context.Context, req *ingesterpb.LabelValuesRequest, _ ...grpc.CallOption) (*ingesterpb.LabelValuesResponse, error) {
