@@ -70,6 +70,8 @@ type API struct {
 	flags      map[string]string
 
 	mux *http.ServeMux
+
+	writeSlots chan struct{} // one token per push request in progress
 }
 
 // New returns an API over its dependencies. pusher, queryable with engine,
@@ -106,6 +108,7 @@ func New(cfg Config, pusher Pusher, queryable storage.Queryable, engine promql.Q
 		now:       time.Now,
 		flags:     map[string]string{},
 	}
+	a.writeSlots = make(chan struct{}, cfg.MaxConcurrentWrites)
 	a.mux = a.routes()
 	return a, nil
 }
@@ -191,7 +194,37 @@ func (a *API) gateWrite(h http.HandlerFunc) http.HandlerFunc {
 			a.writeError(w, r, fmt.Errorf("%w: not ready: %v", model.ErrUnavailable, err))
 			return
 		}
+		if !a.acquireWriteSlot(r) {
+			a.metrics.rejected.WithLabelValues(reasonOverloaded).Inc()
+			a.writeError(w, r, fmt.Errorf("%w: %d write requests in progress and none finished within %s; retry later",
+				model.ErrOverloaded, cap(a.writeSlots), a.cfg.WriteQueueTimeout))
+			return
+		}
+		defer func() { <-a.writeSlots }()
 		h(w, r)
+	}
+}
+
+// acquireWriteSlot waits up to WriteQueueTimeout for a write slot.
+func (a *API) acquireWriteSlot(r *http.Request) bool {
+	select {
+	case a.writeSlots <- struct{}{}:
+		a.metrics.writesInFlight.Set(float64(len(a.writeSlots)))
+		return true
+	default:
+	}
+	t := time.NewTimer(a.cfg.WriteQueueTimeout)
+	defer t.Stop()
+	a.metrics.writesQueued.Inc()
+	defer a.metrics.writesQueued.Dec()
+	select {
+	case a.writeSlots <- struct{}{}:
+		a.metrics.writesInFlight.Set(float64(len(a.writeSlots)))
+		return true
+	case <-t.C:
+		return false
+	case <-r.Context().Done():
+		return false
 	}
 }
 

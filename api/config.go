@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"runtime"
 	"time"
 )
 
@@ -31,6 +32,12 @@ type Config struct {
 	// RetryAfter is the Retry-After header sent with 429 and 503 answers to
 	// pushes.
 	RetryAfter time.Duration `yaml:"retry_after"`
+	// MaxConcurrentWrites bounds the push requests being decoded and stored
+	// at once; with MaxDecodedBodyBytes it bounds the memory writes can
+	// take. Further requests wait in line up to WriteQueueTimeout, then get
+	// 429 with Retry-After.
+	MaxConcurrentWrites int           `yaml:"max_concurrent_writes"`
+	WriteQueueTimeout   time.Duration `yaml:"write_queue_timeout"`
 }
 
 // Default limits. Remote write batches from Prometheus are typically a few
@@ -54,6 +61,8 @@ func DefaultConfig() Config {
 		MaxQueryFormBytes:    DefaultMaxQueryFormBytes,
 		QueryTimeout:         DefaultQueryTimeout,
 		RetryAfter:           DefaultRetryAfter,
+		MaxConcurrentWrites:  max(8, 4*runtime.GOMAXPROCS(0)),
+		WriteQueueTimeout:    10 * time.Second,
 	}
 }
 
@@ -70,6 +79,10 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 		"Largest form body of a POSTed query request (bytes).")
 	f.DurationVar(&c.QueryTimeout, "api.query-timeout", c.QueryTimeout,
 		"Longest time a query may run; the timeout parameter can only shorten it.")
+	f.IntVar(&c.MaxConcurrentWrites, "api.max-concurrent-writes", c.MaxConcurrentWrites,
+		"Push requests processed at once; more wait in line (default: 4 per CPU, at least 8).")
+	f.DurationVar(&c.WriteQueueTimeout, "api.write-queue-timeout", c.WriteQueueTimeout,
+		"How long a push request may wait for a slot before it gets 429 with Retry-After.")
 	f.DurationVar(&c.RetryAfter, "api.retry-after", c.RetryAfter,
 		"Retry-After sent with 429 and 503 answers to pushes.")
 }
@@ -86,6 +99,12 @@ func (c Config) Validate() error {
 	if c.MaxDecodedBodyBytes > 0 && c.MaxDecodedBodyBytes < c.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("api.max-decoded-body-bytes (%d) must not be smaller than api.max-body-bytes (%d)",
 			c.MaxDecodedBodyBytes, c.MaxBodyBytes))
+	}
+	if c.MaxConcurrentWrites <= 0 {
+		errs = append(errs, fmt.Errorf("api.max-concurrent-writes must be positive, got %d", c.MaxConcurrentWrites))
+	}
+	if c.WriteQueueTimeout < 0 {
+		errs = append(errs, fmt.Errorf("api.write-queue-timeout must not be negative, got %s", c.WriteQueueTimeout))
 	}
 	if c.MaxSamplesPerRequest < 0 {
 		errs = append(errs, fmt.Errorf("api.max-samples-per-request must not be negative, got %d", c.MaxSamplesPerRequest))

@@ -32,6 +32,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec // handler
 	received *prometheus.CounterVec   // protocol
 	rejected *prometheus.CounterVec   // reason
+
+	writesInFlight prometheus.Gauge
+	writesQueued   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,6 +57,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "vigil_api_rejected_samples_total",
 			Help: "Decoded samples that were not stored, by reason.",
 		}, []string{"reason"}),
+		writesInFlight: f.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_api_write_requests_in_flight",
+			Help: "Push requests holding a write slot (at the last acquisition).",
+		}),
+		writesQueued: f.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_api_write_requests_queued",
+			Help: "Push requests waiting for a write slot.",
+		}),
 	}
 }
 

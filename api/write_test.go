@@ -610,3 +610,36 @@ func BenchmarkRemoteWriteHandler(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(batch))*float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 }
+
+func TestWriteConcurrencyLimit(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 4)
+	pusher := funcPusher{push: func(ctx context.Context, batch []model.Series) (model.PushResult, error) {
+		entered <- struct{}{}
+		<-release
+		return model.PushResult{Stored: model.CountSamples(batch)}, nil
+	}}
+	a, _ := newTestAPI(t, pusher, nil, func(c *Config) {
+		c.MaxConcurrentWrites = 1
+		c.WriteQueueTimeout = 50 * time.Millisecond
+	})
+	h := a.Handler()
+	body := []byte("m 1\n")
+	first := make(chan *httptest.ResponseRecorder)
+	go func() {
+		first <- do(t, h, request{method: http.MethodPost, target: "/api/v1/import/prometheus", body: body})
+	}()
+	<-entered // the first request holds the only slot
+	rec := do(t, h, request{method: http.MethodPost, target: "/api/v1/import/prometheus", body: body})
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "write requests in progress") {
+		t.Fatalf("second request: %d %q Retry-After=%q", rec.Code, rec.Body.String(), rec.Header().Get("Retry-After"))
+	}
+	close(release)
+	if rec := <-first; rec.Code/100 != 2 {
+		t.Fatalf("first request: %d %s", rec.Code, rec.Body.String())
+	}
+	// The slot is free again.
+	if rec := do(t, h, request{method: http.MethodPost, target: "/api/v1/import/prometheus", body: body}); rec.Code/100 != 2 {
+		t.Fatalf("third request: %d %s", rec.Code, rec.Body.String())
+	}
+}
