@@ -200,7 +200,10 @@ func (a *API) gateWrite(h http.HandlerFunc) http.HandlerFunc {
 				model.ErrOverloaded, cap(a.writeSlots), a.cfg.WriteQueueTimeout))
 			return
 		}
-		defer func() { <-a.writeSlots }()
+		defer func() {
+			<-a.writeSlots
+			a.metrics.writesInFlight.Dec()
+		}()
 		h(w, r)
 	}
 }
@@ -209,7 +212,7 @@ func (a *API) gateWrite(h http.HandlerFunc) http.HandlerFunc {
 func (a *API) acquireWriteSlot(r *http.Request) bool {
 	select {
 	case a.writeSlots <- struct{}{}:
-		a.metrics.writesInFlight.Set(float64(len(a.writeSlots)))
+		a.metrics.writesInFlight.Inc()
 		return true
 	default:
 	}
@@ -219,7 +222,7 @@ func (a *API) acquireWriteSlot(r *http.Request) bool {
 	defer a.metrics.writesQueued.Dec()
 	select {
 	case a.writeSlots <- struct{}{}:
-		a.metrics.writesInFlight.Set(float64(len(a.writeSlots)))
+		a.metrics.writesInFlight.Inc()
 		return true
 	case <-t.C:
 		return false

@@ -24,14 +24,16 @@ func TestConfigFlags(t *testing.T) {
 			t.Errorf("flag %q lacks the api. prefix", f.Name)
 		}
 	})
-	if n != 6 {
-		t.Errorf("%d flags, want 6", n)
+	if n != 8 {
+		t.Errorf("%d flags, want 8", n)
 	}
-	err := fs.Parse([]string{"-api.max-body-bytes=100", "-api.max-decoded-body-bytes=200", "-api.max-query-form-bytes=300", "-api.max-samples-per-request=7", "-api.query-timeout=5s", "-api.retry-after=3s"})
+	err := fs.Parse([]string{"-api.max-body-bytes=100", "-api.max-decoded-body-bytes=200", "-api.max-query-form-bytes=300", "-api.max-samples-per-request=7", "-api.query-timeout=5s", "-api.retry-after=3s",
+		"-api.max-concurrent-writes=9", "-api.write-queue-timeout=4s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{MaxBodyBytes: 100, MaxDecodedBodyBytes: 200, MaxSamplesPerRequest: 7, MaxQueryFormBytes: 300, QueryTimeout: 5 * time.Second, RetryAfter: 3 * time.Second}
+	want := Config{MaxBodyBytes: 100, MaxDecodedBodyBytes: 200, MaxSamplesPerRequest: 7, MaxQueryFormBytes: 300, QueryTimeout: 5 * time.Second, RetryAfter: 3 * time.Second,
+		MaxConcurrentWrites: 9, WriteQueueTimeout: 4 * time.Second}
 	if cfg != want {
 		t.Errorf("got %+v, want %+v", cfg, want)
 	}

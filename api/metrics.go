@@ -59,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		writesInFlight: f.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_api_write_requests_in_flight",
-			Help: "Push requests holding a write slot (at the last acquisition).",
+			Help: "Push requests holding a write slot.",
 		}),
 		writesQueued: f.NewGauge(prometheus.GaugeOpts{
 			Name: "vigil_api_write_requests_queued",

@@ -573,6 +573,8 @@ func TestWriteMetrics(t *testing.T) {
 		`vigil_api_requests_total{code="204",handler="/api/v1/import/prometheus"} 1`,
 		`vigil_api_requests_total{code="204",handler="/write"} 1`,
 		`vigil_api_requests_total{code="400",handler="/api/v1/write"} 1`,
+		`vigil_api_write_requests_in_flight{} 0`,
+		`vigil_api_write_requests_queued{} 0`,
 	}
 	got := gatherLines(t, reg, "vigil_api_")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
