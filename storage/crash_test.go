@@ -45,6 +45,7 @@ func TestCrashChild(t *testing.T) {
 	cfg := testConfig(dir)
 	cfg.FlushInterval = 200 * time.Millisecond
 	cfg.OutOfOrderWindow = 48 * time.Hour // writers progress at different speeds
+	cfg.WALSync = os.Getenv("VIGIL_CRASH_SYNC")
 	db, err := Open(cfg, testLogger(), nil)
 	if err != nil {
 		fmt.Println("open error:", err)
@@ -78,6 +79,8 @@ func TestCrashChild(t *testing.T) {
 
 // TestCrashKill9 kills a process that writes acknowledged batches with
 // SIGKILL at random points, restarts, and checks every acknowledged sample.
+// Runs alternate between the WAL sync policies: both promise to survive a
+// process crash.
 func TestCrashKill9(t *testing.T) {
 	runs := 8
 	if testing.Short() {
@@ -89,7 +92,8 @@ func TestCrashKill9(t *testing.T) {
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for run := range runs {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "VIGIL_CRASH_DIR="+dir, fmt.Sprintf("VIGIL_CRASH_START=%d", next))
+		policy := []string{SyncAlways, SyncInterval}[run%2]
+		cmd.Env = append(os.Environ(), "VIGIL_CRASH_DIR="+dir, fmt.Sprintf("VIGIL_CRASH_START=%d", next), "VIGIL_CRASH_SYNC="+policy)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -117,7 +121,7 @@ func TestCrashKill9(t *testing.T) {
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("run %d: child ended without being killed: %v\n%s", run, err, stderr.String())
 		}
-		t.Logf("run %d: killed after %s, %d batches acknowledged", run, delay, n)
+		t.Logf("run %d (wal sync %s): killed after %s, %d batches acknowledged", run, policy, delay, n)
 		next += 10 // fresh batches next run; unacknowledged ones may or may not be there
 
 		// Restart in this process and check every acknowledged sample.
