@@ -28,6 +28,10 @@ type Config struct {
 	MaxActiveSeries int `yaml:"max_active_series"`
 	// BadgerCacheSize is Badger's block cache in bytes.
 	BadgerCacheSize int64 `yaml:"badger_cache_size"`
+	// BadgerMemTableSize is the size of one Badger memtable (an arena held
+	// in memory). Smaller saves memory but lets more superseded versions of
+	// open chunks reach disk before compaction (docs/benchmarks.md).
+	BadgerMemTableSize int64 `yaml:"badger_memtable_size"`
 }
 
 // DefaultConfig returns the configuration single-node Vigil runs with.
@@ -42,6 +46,8 @@ func DefaultConfig() Config {
 		FlushInterval:    5 * time.Minute,
 		MaxActiveSeries:  5_000_000,
 		BadgerCacheSize:  256 << 20,
+
+		BadgerMemTableSize: 64 << 20,
 	}
 }
 
@@ -55,6 +61,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.FlushInterval, "storage.flush-interval", c.FlushInterval, "how often in-memory chunks are persisted to Badger and the WAL truncated")
 	f.IntVar(&c.MaxActiveSeries, "storage.max-active-series", c.MaxActiveSeries, "series held in memory at most; new series beyond are refused (0 = unlimited)")
 	f.Int64Var(&c.BadgerCacheSize, "storage.badger-cache-size", c.BadgerCacheSize, "Badger block cache in bytes")
+	f.Int64Var(&c.BadgerMemTableSize, "storage.badger-memtable-size", c.BadgerMemTableSize, "size of one Badger memtable in bytes")
 }
 
 // Validate reports the first problem with c.
@@ -74,6 +81,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("storage: chunk_range %s must be at least 1m and divide 24h", c.ChunkRange)
 	case c.FlushInterval < 100*time.Millisecond:
 		return fmt.Errorf("storage: flush_interval %s is below 100ms", c.FlushInterval)
+	case c.BadgerMemTableSize < 1<<20:
+		return fmt.Errorf("storage: badger_memtable_size %d is below 1 MiB", c.BadgerMemTableSize)
 	case c.MaxActiveSeries < 0:
 		return errors.New("storage: max_active_series must not be negative")
 	}

@@ -63,6 +63,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 		WithCompression(options.ZSTD).
 		WithZSTDCompressionLevel(1).
 		WithBlockCacheSize(cfg.BadgerCacheSize).
+		WithMemTableSize(cfg.BadgerMemTableSize).
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true)
 	bdb, err := badger.Open(bopts)
