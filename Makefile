@@ -17,6 +17,7 @@ FUZZTIME ?= 10s
 # Every fuzz target, as package:Name; `make test` runs each for $(FUZZTIME).
 FUZZ_TARGETS := \
 	./storage:FuzzWALRecord \
+	./ingester/ingesterpb:FuzzPushRequest \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol
