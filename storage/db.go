@@ -42,6 +42,10 @@ type DB struct {
 
 	parts partitionSet // raw partitions present in Badger
 
+	// testCrashBeforeCheckpoint, set by tests, makes a flush stop after
+	// Badger synced and before the new checkpoint replaces the old one.
+	testCrashBeforeCheckpoint bool
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -126,7 +130,31 @@ func (db *DB) load(walDir string) (int, error) {
 	if err := db.loadHotChunks(); err != nil {
 		return 0, fmt.Errorf("load recent chunks: %w", err)
 	}
-	return db.replay(walDir)
+	from, err := db.loadCheckpoint()
+	if err != nil {
+		return 0, err
+	}
+	return db.replay(walDir, from)
+}
+
+// loadCheckpoint restores the open chunks of the last flush and returns
+// the first WAL segment to replay.
+func (db *DB) loadCheckpoint() (int, error) {
+	txn := db.bdb.NewTransaction(false)
+	defer txn.Discard()
+	var sb labels.ScratchBuilder
+	return readCheckpoint(db.cfg.Dir, func(ref uint64, mint, maxt int64, seq uint64, data []byte) error {
+		xc, err := chunkFromBytes(data)
+		if err != nil {
+			return fmt.Errorf("chunk of series %d: %w", ref, err)
+		}
+		s, err := db.seriesForReplay(txn, ref, &sb)
+		if err != nil {
+			return err
+		}
+		s.loadOpenChunk(mint, maxt, seq, xc)
+		return nil
+	})
 }
 
 func getMeta(txn *badger.Txn, key []byte) ([]byte, error) {
@@ -196,36 +224,56 @@ func (db *DB) loadHotChunks() error {
 	})
 }
 
-// loadChunk adds a persisted chunk to a series being restored. The newest
-// in-order chunk becomes the open one again.
+// loadChunk adds a closed chunk from Badger to a series being restored.
 func (s *memSeries) loadChunk(mint, maxt int64, seq uint64, xc *chunkenc.XORChunk) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := &memChunk{chunk: xc, mint: mint, maxt: maxt, seq: seq, closed: true}
-	c.persisted = xc.NumSamples()
+	c := &memChunk{chunk: xc, mint: mint, maxt: maxt, seq: seq, closed: true, persisted: xc.NumSamples()}
 	s.insertChunk(c)
-	if maxt <= s.maxt {
-		return
+	if maxt > s.maxt {
+		s.maxt, s.lastV = maxt, lastValue(xc)
 	}
-	if s.open != nil {
-		s.open.closed, s.open, s.app = true, nil, nil
+}
+
+// loadOpenChunk makes a checkpointed chunk the series' open chunk again,
+// unless Badger already gave the head that chunk (closed, so newer).
+func (s *memSeries) loadOpenChunk(mint, maxt int64, seq uint64, xc *chunkenc.XORChunk) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.chunks {
+		if c.seq == seq {
+			return
+		}
 	}
-	// Re-encode to continue appending: a chunk made from bytes does not know
-	// how many bits of its last byte are used, and appending to it as it is
-	// would corrupt the stream.
+	// Re-encode: a chunk made from bytes does not know how many bits of its
+	// last byte are used, and appending to it as it is would corrupt it.
 	fresh := chunkenc.NewXORChunk()
 	app, _ := fresh.Appender()
 	it := xc.Iterator(nil)
 	for it.Next() != chunkenc.ValNone {
 		t, v := it.At()
 		app.Append(0, t, v)
-		s.lastV = v
 	}
-	s.maxt = maxt
-	if fresh.NumSamples() < samplesPerChunk {
-		c.chunk, c.closed = fresh, false
+	c := &memChunk{chunk: fresh, mint: mint, maxt: maxt, seq: seq}
+	s.insertChunk(c)
+	if maxt >= s.maxt {
+		if s.open != nil {
+			s.open.closed = true
+		}
 		s.open, s.app = c, app
+		s.maxt, s.lastV = maxt, lastValue(fresh)
+	} else {
+		c.closed = true // an older in-order chunk cannot take appends
 	}
+}
+
+func lastValue(c chunkenc.Chunk) float64 {
+	var v float64
+	it := c.Iterator(nil)
+	for it.Next() != chunkenc.ValNone {
+		_, v = it.At()
+	}
+	return v
 }
 
 // seriesForReplay returns the head series with this ref, restoring it from
@@ -252,7 +300,7 @@ func (db *DB) seriesForReplay(txn *badger.Txn, ref uint64, sb *labels.ScratchBui
 
 // replay applies the WAL to the head. Limits on admission (the out-of-order
 // window) are not re-applied: every logged sample was accepted once.
-func (db *DB) replay(walDir string) (int, error) {
+func (db *DB) replay(walDir string, from int) (int, error) {
 	var (
 		sb      labels.ScratchBuilder
 		series  []walSeries
@@ -262,7 +310,7 @@ func (db *DB) replay(walDir string) (int, error) {
 	)
 	txn := db.bdb.NewTransaction(false)
 	defer txn.Discard()
-	next, err := replayWAL(walDir, db.logger, func(seg int, p []byte) error {
+	next, err := replayWAL(walDir, from, db.logger, func(seg int, p []byte) error {
 		db.metrics.replayedRecords.Inc()
 		var err error
 		series, samples, err = decodeRecord(p, &sb, series, samples)

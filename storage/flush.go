@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -12,12 +13,12 @@ import (
 	"github.com/vigil-tsdb/vigil/model"
 )
 
-// Flush writes every in-memory chunk version not yet in Badger (including
-// the open chunks as they are now), then truncates the WAL up to the point
-// where it was rolled, then evicts chunks that can no longer receive
-// out-of-order samples. A crash anywhere in between loses nothing: the WAL
-// is only cut after Badger has synced, and replaying a sample that is
-// already stored is a dropped duplicate.
+// Flush writes every closed chunk not yet in Badger and the open chunks to
+// a new head checkpoint, then truncates the WAL up to the point where it
+// was rolled, then evicts chunks that can no longer receive out-of-order
+// samples. A crash anywhere in between loses nothing: the WAL is only cut
+// after Badger has synced and the checkpoint replaced the old one, and
+// replaying a sample that is already stored is a dropped duplicate.
 func (db *DB) Flush() error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
@@ -63,6 +64,16 @@ func (db *DB) flush() error {
 
 	wb := db.bdb.NewWriteBatch()
 	defer wb.Cancel()
+	ck, err := newCheckpointWriter(db.cfg.Dir, seg)
+	if err != nil {
+		return err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			ck.abort()
+		}
+	}()
 	var (
 		done     []flushedChunk
 		newInDB  []*memSeries
@@ -93,6 +104,12 @@ func (db *DB) flush() error {
 		}
 		for _, c := range s.chunks {
 			n := c.chunk.NumSamples()
+			if !c.closed { // the open chunk goes to the checkpoint, not Badger
+				if n > 0 {
+					ck.addChunk(s.ref, c.mint, c.maxt, c.seq, c.chunk.Bytes())
+				}
+				continue
+			}
 			if n <= c.persisted {
 				continue
 			}
@@ -146,6 +163,13 @@ func (db *DB) flush() error {
 			}
 		}
 		p.s.mu.Unlock()
+	}
+	if db.testCrashBeforeCheckpoint {
+		return errors.New("test crash before checkpoint commit")
+	}
+	committed = true
+	if err := ck.commit(); err != nil {
+		return err
 	}
 	if err := db.wal.Truncate(seg); err != nil {
 		return fmt.Errorf("truncate wal: %w", err)

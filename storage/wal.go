@@ -134,17 +134,20 @@ func (w *wal) Append(payload []byte) (uint64, error) {
 	if w.closing {
 		return 0, errWALClosed
 	}
-	var hdr [frameHeader]byte
-	binary.LittleEndian.PutUint32(hdr[:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(hdr[4:], crc32.Checksum(payload, castagnoli))
-	w.buf = append(w.buf, hdr[:]...)
-	w.buf = append(w.buf, payload...)
+	w.buf = appendFrame(w.buf, payload)
 	w.seq++
 	w.cond.Broadcast()
 	return w.seq, nil
 }
 
 var errWALClosed = errors.New("wal closed")
+
+// appendFrame appends payload framed as len:uint32le crc32c:uint32le payload.
+func appendFrame(dst, payload []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
+	return append(dst, payload...)
+}
 
 // Wait blocks until the record with ticket t is durable per the policy.
 func (w *wal) Wait(t uint64) error {
@@ -300,14 +303,21 @@ func (w *wal) Close() error {
 	return errors.Join(serr, cerr)
 }
 
-// replayWAL calls fn with every record payload in dir, oldest first. A torn
+// replayWAL calls fn with every record payload in segments numbered from
+// on, oldest first. A torn
 // or corrupt tail of the last segment (a crash mid-write) is cut off and
 // logged; corruption anywhere else is an error naming segment and offset.
 // It returns the number the next segment should have.
-func replayWAL(dir string, logger *slog.Logger, fn func(seg int, payload []byte) error) (int, error) {
-	segs, err := listSegments(dir)
+func replayWAL(dir string, from int, logger *slog.Logger, fn func(seg int, payload []byte) error) (int, error) {
+	all, err := listSegments(dir)
 	if err != nil {
 		return 0, err
+	}
+	var segs []int
+	for _, n := range all {
+		if n >= from { // older ones are covered by Badger and the head checkpoint
+			segs = append(segs, n)
+		}
 	}
 	if len(segs) > 0 {
 		logger.Info("replaying WAL", "segments", len(segs), "first", segs[0], "last", segs[len(segs)-1])
@@ -335,10 +345,10 @@ func replayWAL(dir string, logger *slog.Logger, fn func(seg int, payload []byte)
 			return 0, fmt.Errorf("truncate wal segment %d at %d: %w", n, good, err)
 		}
 	}
-	if len(segs) == 0 {
-		return 1, nil
+	if len(all) == 0 {
+		return max(1, from), nil
 	}
-	return segs[len(segs)-1] + 1, nil
+	return max(all[len(all)-1]+1, from), nil
 }
 
 type corruptionError struct{ err error }
