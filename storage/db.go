@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -41,6 +42,13 @@ type DB struct {
 	flushMu  sync.Mutex   // one flush at a time
 
 	parts partitionSet // raw partitions present in Badger
+
+	// onlyInBadgerBefore: every persisted chunk that is not also in memory
+	// ended before this time (evicted, or not reloaded at start). A read of
+	// a range starting at or after it needs nothing from Badger. Raised
+	// before chunks are evicted; readers load it after their memory
+	// snapshot, so an eviction in between is always seen.
+	onlyInBadgerBefore atomic.Int64
 
 	// testCrashBeforeCheckpoint, set by tests, makes a flush stop after
 	// Badger synced and before the new checkpoint replaces the old one.
@@ -79,6 +87,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 		cfg: cfg, logger: logger, metrics: m, bdb: bdb, head: newHead(m),
 		chunkRange: cfg.ChunkRange.Milliseconds(), window: cfg.OutOfOrderWindow.Milliseconds(),
 	}
+	db.onlyInBadgerBefore.Store(math.MinInt64)
 	start := time.Now()
 	next, err := db.load(walDir)
 	if err != nil {
@@ -178,6 +187,7 @@ func (db *DB) loadHotChunks() error {
 	}
 	cutoff := hm - db.window
 	firstMint := cutoff - db.chunkRange // no chunk spans more than one range
+	db.onlyInBadgerBefore.Store(cutoff)
 	var sb labels.ScratchBuilder
 	return db.bdb.View(func(txn *badger.Txn) error {
 		for _, part := range db.partitionsIn(firstMint, hm) {

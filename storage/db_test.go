@@ -265,6 +265,12 @@ func TestPropertyRandomWritesMatchModel(t *testing.T) {
 				lo, hi := now-3*window, now-window
 				ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "job", "j[01]"), labels.MustNewMatcher(labels.MatchNotEqual, "__name__", "m2")}
 				compare(t, fmt.Sprintf("round %d range+matchers", round), readAll(t, db, lo, hi, ms...), m.expect(lo, hi, ms...))
+				// A recent range: served from memory alone (DB.onlyInBadgerBefore).
+				recent := now - window/2
+				if recent < db.onlyInBadgerBefore.Load() {
+					t.Fatalf("round %d: recent range starts below the Badger watermark", round)
+				}
+				compare(t, fmt.Sprintf("round %d recent range", round), readAll(t, db, recent, math.MaxInt64), m.expect(recent, math.MaxInt64))
 				// Restart: every other round cleanly, otherwise without a final
 				// flush (the WAL must carry what the head had).
 				if round%2 == 0 {
@@ -276,6 +282,7 @@ func TestPropertyRandomWritesMatchModel(t *testing.T) {
 				}
 				db = openTest(t, cfg)
 				compare(t, fmt.Sprintf("after restart %d", round), readAll(t, db, math.MinInt64, math.MaxInt64), m.expect(math.MinInt64, math.MaxInt64))
+				compare(t, fmt.Sprintf("after restart %d, recent range", round), readAll(t, db, recent, math.MaxInt64), m.expect(recent, math.MaxInt64))
 			}
 		})
 	}

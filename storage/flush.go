@@ -186,6 +186,12 @@ type postedPart struct {
 // evict drops persisted, closed chunks that ended before cutoff (no sample
 // older than cutoff is accepted any more), and series left with nothing.
 func (db *DB) evict(all []*memSeries, cutoff int64) {
+	for { // raise the watermark first: see DB.onlyInBadgerBefore
+		cur := db.onlyInBadgerBefore.Load()
+		if cutoff <= cur || db.onlyInBadgerBefore.CompareAndSwap(cur, cutoff) {
+			break
+		}
+	}
 	for _, s := range all {
 		s.mu.Lock()
 		kept := s.chunks[:0]

@@ -64,6 +64,11 @@ func (q *chunkQuerier) selectSeries(ctx context.Context, ms []*labels.Matcher) (
 		seen[ref] = struct{}{}
 		out = append(out, seriesRef{ref: ref, lset: s.lset, mem: s})
 	}
+	if q.mint >= q.db.onlyInBadgerBefore.Load() {
+		// Every series with data in range has it in memory, so is in the head.
+		sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].lset, out[j].lset) < 0 })
+		return out, nil
+	}
 	var sb labels.ScratchBuilder
 	err = q.db.bdb.View(func(txn *badger.Txn) error {
 		for _, part := range q.db.partitionsIn(q.mint, q.maxt) {
@@ -130,6 +135,10 @@ func (q *chunkQuerier) chunksOf(sr seriesRef) ([]chunkCopy, error) {
 		out = s.readChunks(q.mint, q.maxt, out)
 	}
 	inMem := len(out)
+	if q.mint >= q.db.onlyInBadgerBefore.Load() { // loaded after the memory copy
+		sort.SliceStable(out, func(i, j int) bool { return out[i].mint < out[j].mint })
+		return out, nil
+	}
 	err := q.db.bdb.View(func(txn *badger.Txn) error {
 		// Chunks never span a chunk range, so none starts before mint's partition.
 		for _, part := range q.db.partitionsIn(q.mint, q.maxt) {
@@ -287,7 +296,7 @@ func (q *chunkQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints
 	var names []string
 	if len(ms) == 0 {
 		names = q.db.head.postings.names()
-		err := q.db.bdb.View(func(txn *badger.Txn) error {
+		err := q.viewIfNeeded(func(txn *badger.Txn) error {
 			for _, part := range q.db.partitionsIn(q.mint, q.maxt) {
 				if err := (&badgerPostings{txn: txn, part: part}).names(func(n string) { names = append(names, n) }); err != nil {
 					return err
@@ -324,7 +333,7 @@ func (q *chunkQuerier) LabelValues(ctx context.Context, name string, hints *stor
 		if err := collect(q.db.head.postings); err != nil {
 			return nil, nil, err
 		}
-		err := q.db.bdb.View(func(txn *badger.Txn) error {
+		err := q.viewIfNeeded(func(txn *badger.Txn) error {
 			for _, part := range q.db.partitionsIn(q.mint, q.maxt) {
 				if err := collect(&badgerPostings{txn: txn, part: part}); err != nil {
 					return err
@@ -349,6 +358,15 @@ func (q *chunkQuerier) LabelValues(ctx context.Context, name string, hints *stor
 	slices.Sort(values)
 	values = slices.Compact(values)
 	return applyLimit(values, hints), nil, nil
+}
+
+// viewIfNeeded runs fn in a Badger read transaction unless everything in
+// the querier's range is in memory (see DB.onlyInBadgerBefore).
+func (q *chunkQuerier) viewIfNeeded(fn func(*badger.Txn) error) error {
+	if q.mint >= q.db.onlyInBadgerBefore.Load() {
+		return nil
+	}
+	return q.db.bdb.View(fn)
 }
 
 func applyLimit(s []string, hints *storage.LabelHints) []string {
