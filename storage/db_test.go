@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"go.uber.org/goleak"
 
@@ -426,4 +427,52 @@ func TestCrashBetweenBadgerAndCheckpoint(t *testing.T) {
 	}
 	db = openTest(t, cfg)
 	compare(t, "after a second restart", readAll(t, db, math.MinInt64, math.MaxInt64), m.expect(math.MinInt64, math.MaxInt64))
+}
+
+// TestSeriesOnlySelect checks the labels-only path (hints.Func "series")
+// against the full read, in memory and from Badger after eviction.
+func TestSeriesOnlySelect(t *testing.T) {
+	db := openTest(t, testConfig(t.TempDir()))
+	defer db.Close()
+	ctx := context.Background()
+	ts := int64(1_700_000_000_000)
+	var batch []model.Series
+	for i := range 6 {
+		batch = append(batch, model.Series{Labels: labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), Samples: []model.Sample{{T: ts + int64(i)*60_000, V: 1}}})
+	}
+	if _, err := db.Append(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	names := func(mint, maxt int64) string {
+		q, _ := db.ChunkQuerier(mint, maxt)
+		ss := q.Select(ctx, true, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
+		var out []string
+		for ss.Next() {
+			out = append(out, ss.At().Labels().Get("i"))
+		}
+		if ss.Err() != nil {
+			t.Fatal(ss.Err())
+		}
+		return fmt.Sprint(out)
+	}
+	check := func(when string) {
+		if got := names(ts+60_000, ts+3*60_000); got != "[1 2 3]" {
+			t.Fatalf("%s: series in range %s, want [1 2 3]", when, got)
+		}
+		if got := names(ts+30*60_000, ts+40*60_000); got != "[]" {
+			t.Fatalf("%s: series in an empty range %s", when, got)
+		}
+	}
+	check("in memory")
+	// Move far ahead so the first series are evicted and read from Badger.
+	if _, err := db.Append(ctx, []model.Series{{Labels: labels.FromStrings("__name__", "other"), Samples: []model.Sample{{T: ts + 3*PartitionDuration, V: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil { // closes the idle chunks, persists and evicts them
+		t.Fatal(err)
+	}
+	if db.head.numSeries.Load() != 1 {
+		t.Fatalf("head still has %d series", db.head.numSeries.Load())
+	}
+	check("from Badger")
 }

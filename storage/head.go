@@ -159,6 +159,24 @@ func (s *memSeries) flushOOO(chunkRange int64, h *head) {
 	s.ooo = nil
 }
 
+// overlaps reports whether the series has a sample in [mint, maxt] in
+// memory. Chunk bounds are exact sample times, so bounds overlap means data.
+func (s *memSeries) overlaps(mint, maxt int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.chunks {
+		if c.maxt >= mint && c.mint <= maxt {
+			return true
+		}
+	}
+	for _, smp := range s.ooo {
+		if smp.T >= mint && smp.T <= maxt {
+			return true
+		}
+	}
+	return false
+}
+
 // chunkCopy is a chunk read out of memory or Badger.
 type chunkCopy struct {
 	mint, maxt int64

@@ -196,19 +196,70 @@ func (q *chunkQuerier) Select(ctx context.Context, _ bool, hints *storage.Select
 	if hints != nil {
 		limit = hints.Limit
 	}
-	return &chunkSeriesSet{ctx: ctx, q: sub, list: list, limit: limit}
+	return &chunkSeriesSet{ctx: ctx, q: sub, list: list, limit: limit, labelsOnly: hints != nil && hints.Func == "series"}
+}
+
+// hasData reports whether a series has a sample in the querier's range,
+// without copying chunks.
+func (q *chunkQuerier) hasData(sr seriesRef) (bool, error) {
+	s := sr.mem
+	if s == nil {
+		s = q.db.head.byRef(sr.ref)
+	}
+	if s != nil && s.overlaps(q.mint, q.maxt) {
+		return true, nil
+	}
+	if q.mint >= q.db.onlyInBadgerBefore.Load() {
+		return false, nil
+	}
+	found := false
+	err := q.db.bdb.View(func(txn *badger.Txn) error {
+		for _, part := range q.db.partitionsIn(q.mint, q.maxt) {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: chunkSeriesPrefix(TierRaw, part, sr.ref)})
+			for it.Rewind(); it.Valid() && !found; it.Next() {
+				_, mint, _, err := parseChunkKey(it.Item().Key())
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if mint > q.maxt {
+					break
+				}
+				if mint >= q.mint {
+					found = true
+					break
+				}
+				err = it.Item().Value(func(v []byte) error {
+					maxt, _, _, err := parseChunkValue(v)
+					found = err == nil && maxt >= q.mint
+					return err
+				})
+				if err != nil {
+					it.Close()
+					return err
+				}
+			}
+			it.Close()
+			if found {
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, err
 }
 
 // chunkSeriesSet reads each series' chunks when it is reached, and skips
 // series that turn out to have no data in range.
 type chunkSeriesSet struct {
-	ctx   context.Context
-	q     *chunkQuerier
-	list  []seriesRef
-	limit int
-	n     int
-	cur   *chunkSeries
-	err   error
+	ctx        context.Context
+	q          *chunkQuerier
+	labelsOnly bool // hints.Func "series": series without chunks
+	list       []seriesRef
+	limit      int
+	n          int
+	cur        *chunkSeries
+	err        error
 }
 
 func (s *chunkSeriesSet) Next() bool {
@@ -222,6 +273,19 @@ func (s *chunkSeriesSet) Next() bool {
 		}
 		sr := s.list[0]
 		s.list = s.list[1:]
+		if s.labelsOnly {
+			ok, err := s.q.hasData(sr)
+			if err != nil {
+				s.err = err
+				return false
+			}
+			if !ok {
+				continue
+			}
+			s.cur = &chunkSeries{lset: sr.lset}
+			s.n++
+			return true
+		}
 		chks, err := s.q.chunksOf(sr)
 		if err != nil {
 			s.err = err
