@@ -18,6 +18,8 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := \
 	./storage:FuzzWALRecord \
 	./ingester/ingesterpb:FuzzPushRequest \
+	./ring:FuzzMemberMeta \
+	./ring:FuzzGossipState \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol
