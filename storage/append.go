@@ -42,7 +42,19 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 		minValid = hm - db.window
 	}
 	var maxT int64 = math.MinInt64
-	for _, in := range batch {
+	// Series are looked up a group at a time before their samples are
+	// appended: the lookups are independent, so their cache misses overlap
+	// instead of each waiting behind the previous series' append.
+	var found [lookupGroup]*memSeries
+	var hashes [lookupGroup]uint64
+	for i, in := range batch {
+		g := i % lookupGroup
+		if g == 0 {
+			for j := 0; j < lookupGroup && i+j < len(batch); j++ {
+				hashes[j] = batch[i+j].Labels.Hash()
+				found[j] = db.head.get(hashes[j], batch[i+j].Labels)
+			}
+		}
 		if len(in.Samples) == 0 {
 			continue
 		}
@@ -50,7 +62,7 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 			db.rejectAll(&res, in, model.ReasonTooOld, fmt.Sprintf("samples are older than the out-of-order window (%s behind the newest sample)", db.cfg.OutOfOrderWindow))
 			continue
 		}
-		s, err := db.lockedSeries(in.Labels)
+		s, err := db.lockedSeries(in.Labels, hashes[g], found[g])
 		if err != nil {
 			db.rejectAll(&res, in, model.ReasonSeriesLimit, err.Error())
 			continue
@@ -116,11 +128,21 @@ func (db *DB) rejectAll(res *model.PushResult, in model.Series, r model.Reason, 
 	res.Reject(len(in.Samples), model.Rejection{Reason: r, Series: in.Labels.String(), T: in.Samples[0].T, Message: msg})
 }
 
+// lookupGroup is how many series Append looks up ahead of appending.
+const lookupGroup = 32
+
 // lockedSeries returns the head series for lset with its mutex held,
-// creating it (and logging it to the WAL) if needed. Called with appendMu
+// creating it (and logging it to the WAL) if needed. hint is the result of
+// an earlier lookup (may be nil or since removed). Called with appendMu
 // held shared.
-func (db *DB) lockedSeries(lset labels.Labels) (*memSeries, error) {
-	hash := lset.Hash()
+func (db *DB) lockedSeries(lset labels.Labels, hash uint64, hint *memSeries) (*memSeries, error) {
+	if hint != nil {
+		hint.mu.Lock()
+		if !hint.removed.Load() {
+			return hint, nil
+		}
+		hint.mu.Unlock()
+	}
 	for {
 		s, _, err := db.head.getOrCreate(hash, lset, func() (uint64, bool, error) {
 			if max := db.cfg.MaxActiveSeries; max > 0 && db.head.numSeries.Load() >= int64(max) {

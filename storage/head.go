@@ -33,6 +33,8 @@ type memSeries struct {
 	lset labels.Labels
 
 	removed atomic.Bool // set, under the stripe lock, when dropped from the head
+	hash    uint64      // lset.Hash()
+	next    *memSeries  // next series with the same hash in the stripe; under the stripe lock
 
 	mu       sync.Mutex  // protects everything below
 	chunks   []*memChunk // sorted by mint; may overlap (out-of-order chunks)
@@ -220,7 +222,7 @@ const stripeCount = 1 << 10
 
 type stripe struct {
 	mu sync.Mutex
-	m  map[uint64][]*memSeries // labels hash → series with that hash
+	m  map[uint64]*memSeries // labels hash → first series with that hash (chained by next)
 }
 
 // head holds the series with recent data: their open and not yet evicted
@@ -242,7 +244,7 @@ type head struct {
 func newHead(m *dbMetrics) *head {
 	h := &head{metrics: m, refs: map[uint64]*memSeries{}, postings: newMemPostings()}
 	for i := range h.stripes {
-		h.stripes[i].m = map[uint64][]*memSeries{}
+		h.stripes[i].m = map[uint64]*memSeries{}
 	}
 	h.maxt.Store(math.MinInt64)
 	return h
@@ -257,8 +259,16 @@ func (h *head) updateMaxT(t int64) {
 	}
 }
 
+// get returns the live series with labels lset (hash = lset.Hash()), or nil.
+func (h *head) get(hash uint64, lset labels.Labels) *memSeries {
+	st := &h.stripes[hash&(stripeCount-1)]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return h.getLocked(st, hash, lset)
+}
+
 func (h *head) getLocked(st *stripe, hash uint64, lset labels.Labels) *memSeries {
-	for _, s := range st.m[hash] {
+	for s := st.m[hash]; s != nil; s = s.next {
 		if !s.removed.Load() && labels.Equal(s.lset, lset) {
 			return s
 		}
@@ -281,13 +291,14 @@ func (h *head) getOrCreate(hash uint64, lset labels.Labels, newRef func() (uint6
 	if err != nil {
 		return nil, false, err
 	}
-	s := &memSeries{ref: ref, lset: lset.Copy(), maxt: math.MinInt64, inBadger: inBadger}
+	s := &memSeries{ref: ref, lset: lset.Copy(), hash: hash, maxt: math.MinInt64, inBadger: inBadger}
 	if onCreate != nil {
 		if err := onCreate(s); err != nil {
 			return nil, false, err
 		}
 	}
-	st.m[hash] = append(st.m[hash], s)
+	s.next = st.m[hash]
+	st.m[hash] = s
 	h.refsMu.Lock()
 	h.refs[ref] = s
 	h.refsMu.Unlock()
@@ -316,7 +327,7 @@ func (h *head) all() []*memSeries {
 
 // removeIfEmpty drops s from the head if it holds no data in memory.
 func (h *head) removeIfEmpty(s *memSeries) bool {
-	hash := s.lset.Hash()
+	hash := s.hash
 	st := &h.stripes[hash&(stripeCount-1)]
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -329,17 +340,19 @@ func (h *head) removeIfEmpty(s *memSeries) bool {
 	if !empty {
 		return false
 	}
-	list := st.m[hash]
-	for i, o := range list {
-		if o == s {
-			list = slices.Delete(list, i, i+1)
-			break
+	if first := st.m[hash]; first == s {
+		if s.next == nil {
+			delete(st.m, hash)
+		} else {
+			st.m[hash] = s.next
 		}
-	}
-	if len(list) == 0 {
-		delete(st.m, hash)
 	} else {
-		st.m[hash] = list
+		for p := first; p != nil; p = p.next {
+			if p.next == s {
+				p.next = s.next
+				break
+			}
+		}
 	}
 	h.refsMu.Lock()
 	delete(h.refs, s.ref)
