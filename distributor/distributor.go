@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,8 @@ type Distributor struct {
 	logger *slog.Logger
 	now    func() time.Time
 
+	pushBufs sync.Pool // *ingesterpb.PushBuffer
+
 	received prometheus.Counter
 	rejected *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -68,6 +71,7 @@ func New(cfg Config, client ingesterpb.IngesterClient, logger *slog.Logger, reg 
 	f := promauto.With(reg)
 	return &Distributor{
 		cfg: cfg, client: client, logger: logger, now: time.Now,
+		pushBufs: sync.Pool{New: func() any { return new(ingesterpb.PushBuffer) }},
 		received: f.NewCounter(prometheus.CounterOpts{Name: "vigil_distributor_received_samples_total", Help: "Samples received in write requests."}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_distributor_rejected_samples_total", Help: "Samples refused, by reason."}, []string{"reason"}),
 		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "vigil_distributor_push_duration_seconds", Help: "Duration of a push, validation to ingester acknowledgment.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}),
@@ -93,7 +97,11 @@ func (d *Distributor) Push(ctx context.Context, batch []model.Series) (model.Pus
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.PushTimeout)
 	defer cancel()
-	resp, err := d.client.Push(ctx, ingesterpb.FromSeries(valid))
+	// The request is marshalled by the time Push returns, so its arrays go
+	// back to the pool right after.
+	pb := d.pushBufs.Get().(*ingesterpb.PushBuffer)
+	defer d.pushBufs.Put(pb)
+	resp, err := d.client.Push(ctx, pb.Fill(valid))
 	if err != nil {
 		return model.PushResult{}, fmt.Errorf("push to ingester: %w", ingesterpb.FromStatus(err))
 	}

@@ -15,16 +15,32 @@ import (
 // FromSeries converts a batch to a PushRequest. Everything is copied, into
 // a few large arrays shared by the request's series.
 func FromSeries(batch []model.Series) *PushRequest {
+	return new(PushBuffer).Fill(batch)
+}
+
+// PushBuffer holds the arrays behind a PushRequest so that a caller that
+// sends many requests can reuse them: Fill builds a request in the
+// buffer's memory, valid until the next Fill. Not safe for concurrent use.
+type PushBuffer struct {
+	req    PushRequest
+	series []TimeSeries
+	lbuf   []byte
+	tbuf   []int64
+	vbuf   []float64
+}
+
+// Fill converts batch into the buffer's request and returns it.
+func (pb *PushBuffer) Fill(batch []model.Series) *PushRequest {
 	nLabelBytes, nSamples := 0, 0
 	for _, s := range batch {
 		nLabelBytes += model.EncodedLabelsSize(s.Labels)
 		nSamples += len(s.Samples)
 	}
-	lbuf := make([]byte, 0, nLabelBytes)
-	tbuf := make([]int64, 0, nSamples)
-	vbuf := make([]float64, 0, nSamples)
-	series := make([]TimeSeries, len(batch))
-	req := &PushRequest{Series: make([]*TimeSeries, len(batch))}
+	lbuf := grow(pb.lbuf, nLabelBytes)
+	tbuf := grow(pb.tbuf, nSamples)
+	vbuf := grow(pb.vbuf, nSamples)
+	pb.series = grow(pb.series, len(batch))[:len(batch)]
+	pb.req.Series = grow(pb.req.Series, len(batch))[:len(batch)]
 	for i, s := range batch {
 		l0, s0 := len(lbuf), len(tbuf)
 		lbuf = model.AppendLabels(lbuf, s.Labels)
@@ -32,13 +48,22 @@ func FromSeries(batch []model.Series) *PushRequest {
 			tbuf = append(tbuf, smp.T)
 			vbuf = append(vbuf, smp.V)
 		}
-		ts := &series[i]
+		ts := &pb.series[i]
 		ts.Labels = lbuf[l0:len(lbuf):len(lbuf)]
 		ts.TimestampsMs = tbuf[s0:len(tbuf):len(tbuf)]
 		ts.Values = vbuf[s0:len(vbuf):len(vbuf)]
-		req.Series[i] = ts
+		pb.req.Series[i] = ts
 	}
-	return req
+	pb.lbuf, pb.tbuf, pb.vbuf = lbuf, tbuf, vbuf
+	return &pb.req
+}
+
+// grow returns s emptied, with capacity for at least n elements.
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, 0, n)
+	}
+	return s[:0]
 }
 
 // ToSeries converts a PushRequest to a batch; label sets are sorted,
