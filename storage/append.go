@@ -59,7 +59,7 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 			continue
 		}
 		if allBefore(in.Samples, minValid) {
-			db.rejectAll(&res, in, model.ReasonTooOld, fmt.Sprintf("samples are older than the out-of-order window (%s behind the newest sample)", db.cfg.OutOfOrderWindow))
+			db.rejectAll(&res, in, model.ReasonTooOld, db.tooOldMsg)
 			continue
 		}
 		s, err := db.lockedSeries(in.Labels, hashes[g], found[g])
@@ -79,7 +79,7 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 			case outConflict:
 				db.reject(&res, in.Labels, smp, model.ReasonConflict, "a different value is already stored at this timestamp")
 			case outTooOld:
-				db.reject(&res, in.Labels, smp, model.ReasonTooOld, fmt.Sprintf("older than the out-of-order window (%s behind the newest sample)", db.cfg.OutOfOrderWindow))
+				db.reject(&res, in.Labels, smp, model.ReasonTooOld, db.tooOldMsg)
 			}
 		}
 		s.mu.Unlock()

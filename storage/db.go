@@ -34,8 +34,9 @@ type DB struct {
 	head    *head
 	wal     *wal
 
-	chunkRange int64 // ms
-	window     int64 // out-of-order window, ms
+	chunkRange int64  // ms
+	window     int64  // out-of-order window, ms
+	tooOldMsg  string // the refusal message for samples older than the window
 
 	appendMu sync.RWMutex // appends hold it shared; the WAL roll of a flush exclusively
 	closed   bool         // under appendMu
@@ -88,6 +89,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 		chunkRange: cfg.ChunkRange.Milliseconds(), window: cfg.OutOfOrderWindow.Milliseconds(),
 	}
 	db.onlyInBadgerBefore.Store(math.MinInt64)
+	db.tooOldMsg = fmt.Sprintf("older than the out-of-order window (%s behind the newest sample)", cfg.OutOfOrderWindow)
 	start := time.Now()
 	next, err := db.load(walDir)
 	if err != nil {
