@@ -20,6 +20,7 @@ FUZZ_TARGETS := \
 	./ingester/ingesterpb:FuzzPushRequest \
 	./ring:FuzzMemberMeta \
 	./ring:FuzzGossipState \
+	./collector:FuzzDecodeTarget \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol
