@@ -349,13 +349,6 @@ func (c *chunkSeries) Chunks(fn func(mint, maxt int64, data []byte)) {
 	}
 }
 
-// RawChunks is implemented by the chunk series this package returns.
-type RawChunks interface {
-	Chunks(fn func(mint, maxt int64, data []byte))
-}
-
-var _ RawChunks = (*chunkSeries)(nil)
-
 func (q *chunkQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
 	var names []string
 	if len(ms) == 0 {
