@@ -28,6 +28,25 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
+	ticket, n, err := db.appendHead(batch, &res, nil)
+	if err == nil {
+		err = db.waitLogged(ticket, n)
+	}
+	if err != nil {
+		return model.PushResult{}, err
+	}
+	res.Stored = n
+	db.metrics.duplicates.Add(float64(res.Duplicates))
+	return res, nil
+}
+
+// appendHead appends a batch to the head and logs what it stored to the
+// WAL without waiting for it; it returns the WAL ticket to wait for and
+// the number of samples stored. Samples older than the out-of-order window
+// are refused as too old, unless old is not nil: then they are left out and
+// appended to *old (as new Series sharing the batch's labels), for
+// Backfill to write as chunks.
+func (db *DB) appendHead(batch []model.Series, res *model.PushResult, old *[]model.Series) (uint64, int, error) {
 	buf := bufPool.Get().(*appendBuf)
 	defer bufPool.Put(buf)
 	samples := buf.samples[:0]
@@ -35,13 +54,15 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 	db.appendMu.RLock()
 	if db.closed {
 		db.appendMu.RUnlock()
-		return res, fmt.Errorf("storage is closed: %w", model.ErrUnavailable)
+		return 0, 0, fmt.Errorf("storage is closed: %w", model.ErrUnavailable)
 	}
 	minValid := int64(math.MinInt64)
 	if hm := db.head.maxt.Load(); hm != math.MinInt64 {
 		minValid = hm - db.window
 	}
 	var maxT int64 = math.MinInt64
+	minT := int64(math.MaxInt64)
+	ooo := 0
 	// Series are looked up a group at a time before their samples are
 	// appended: the lookups are independent, so their cache misses overlap
 	// instead of each waiting behind the previous series' append.
@@ -58,28 +79,37 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 		if len(in.Samples) == 0 {
 			continue
 		}
-		if allBefore(in.Samples, minValid) {
-			db.rejectAll(&res, in, model.ReasonTooOld, db.tooOldMsg)
+		if old != nil {
+			var o model.Series
+			if o, in = splitBefore(in, minValid); len(o.Samples) > 0 {
+				*old = append(*old, o)
+			}
+			if len(in.Samples) == 0 {
+				continue
+			}
+		} else if allBefore(in.Samples, minValid) {
+			db.rejectAll(res, in, model.ReasonTooOld, db.tooOldMsg)
 			continue
 		}
 		s, err := db.lockedSeries(in.Labels, hashes[g], found[g])
 		if err != nil {
-			db.rejectAll(&res, in, model.ReasonSeriesLimit, err.Error())
+			db.rejectAll(res, in, model.ReasonSeriesLimit, err.Error())
 			continue
 		}
 		for _, smp := range in.Samples {
-			switch s.append(smp.T, smp.V, minValid, db.chunkRange, db.head) {
+			switch out := s.append(smp.T, smp.V, minValid, db.chunkRange, db.head); out {
 			case outStored, outStoredOOO:
-				samples = append(samples, walSample{id: s.ref, t: smp.T, v: smp.V})
-				if smp.T > maxT {
-					maxT = smp.T
+				if out == outStoredOOO {
+					ooo++
 				}
+				samples = append(samples, walSample{id: s.ref, t: smp.T, v: smp.V})
+				maxT, minT = max(maxT, smp.T), min(minT, smp.T)
 			case outDuplicate:
 				res.Duplicates++
 			case outConflict:
-				db.reject(&res, in.Labels, smp, model.ReasonConflict, "a different value is already stored at this timestamp")
+				db.reject(res, in.Labels, smp, model.ReasonConflict, "a different value is already stored at this timestamp")
 			case outTooOld:
-				db.reject(&res, in.Labels, smp, model.ReasonTooOld, db.tooOldMsg)
+				db.reject(res, in.Labels, smp, model.ReasonTooOld, db.tooOldMsg)
 			}
 		}
 		s.mu.Unlock()
@@ -91,18 +121,54 @@ func (db *DB) Append(ctx context.Context, batch []model.Series) (model.PushResul
 		ticket, err = db.wal.Append(buf.rec)
 	}
 	db.appendMu.RUnlock()
+	n := len(samples)
 	buf.samples = samples
 	db.head.updateMaxT(maxT)
-	if err == nil && ticket > 0 {
-		err = db.wal.Wait(ticket)
-	}
+	db.touchedCold(minT)
+	db.metrics.outOfOrder.Add(float64(ooo))
 	if err != nil {
-		return model.PushResult{}, fmt.Errorf("log %d samples: %v: %w", len(samples), err, model.ErrUnavailable)
+		return 0, 0, fmt.Errorf("log %d samples: %v: %w", n, err, model.ErrUnavailable)
 	}
-	res.Stored = len(samples)
-	db.metrics.samplesAppended.Add(float64(len(samples)))
-	db.metrics.duplicates.Add(float64(res.Duplicates))
-	return res, nil
+	return ticket, n, nil
+}
+
+// waitLogged waits until the WAL record of an appendHead that stored n
+// samples is durable, and counts them.
+func (db *DB) waitLogged(ticket uint64, n int) error {
+	if ticket > 0 {
+		if err := db.wal.Wait(ticket); err != nil {
+			return fmt.Errorf("log %d samples: %v: %w", n, err, model.ErrUnavailable)
+		}
+	}
+	db.metrics.samplesAppended.Add(float64(n))
+	return nil
+}
+
+// splitBefore splits in's samples into those before t and the others,
+// keeping their order. It copies only when both parts are non-empty.
+func splitBefore(in model.Series, t int64) (before, rest model.Series) {
+	n := 0
+	for _, smp := range in.Samples {
+		if smp.T < t {
+			n++
+		}
+	}
+	switch n {
+	case 0:
+		return model.Series{Labels: in.Labels}, in
+	case len(in.Samples):
+		return in, model.Series{Labels: in.Labels}
+	}
+	before = model.Series{Labels: in.Labels, Samples: make([]model.Sample, 0, n)}
+	rest = model.Series{Labels: in.Labels, Samples: make([]model.Sample, 0, len(in.Samples)-n)}
+	for _, smp := range in.Samples {
+		if smp.T < t {
+			before.Samples = append(before.Samples, smp)
+		} else {
+			rest.Samples = append(rest.Samples, smp)
+		}
+	}
+	return before, rest
 }
 
 func allBefore(s []model.Sample, t int64) bool {
@@ -147,6 +213,9 @@ func (db *DB) lockedSeries(lset labels.Labels, hash uint64, hint *memSeries) (*m
 		s, _, err := db.head.getOrCreate(hash, lset, func() (uint64, bool, error) {
 			if max := db.cfg.MaxActiveSeries; max > 0 && db.head.numSeries.Load() >= int64(max) {
 				return 0, false, fmt.Errorf("active series limit of %d reached", max)
+			}
+			if ref, ok := db.pendingRef(lset); ok {
+				return ref, false, nil // Backfill writes its keys; so will the next flush
 			}
 			ref, ok, err := db.lookupRef(lset)
 			if err != nil || ok {

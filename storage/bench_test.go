@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 
@@ -54,4 +55,74 @@ func benchmarkAppend(b *testing.B, nSeries int) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nSeries), "ns/sample")
 	b.StopTimer()
+}
+
+// BenchmarkSeriesDigests digests one day of 30 s samples per series, read
+// from Badger (backfilled as chunks, nothing in memory) or from the head.
+func BenchmarkSeriesDigests(b *testing.B) {
+	for _, bc := range []struct {
+		source string
+		series int
+	}{{"badger", 2000}, {"head", 500}} {
+		b.Run(fmt.Sprintf("source=%s/series=%d", bc.source, bc.series), func(b *testing.B) {
+			benchmarkSeriesDigests(b, bc.source, bc.series)
+		})
+	}
+}
+
+func benchmarkSeriesDigests(b *testing.B, source string, nSeries int) {
+	const perDay = 2880
+	cfg := testConfig(b.TempDir())
+	cfg.WALSync = SyncInterval
+	cfg.ChunkRange = DefaultConfig().ChunkRange
+	if source == "head" {
+		cfg.OutOfOrderWindow = 3 * 24 * time.Hour
+	}
+	db := openTest(b, cfg)
+	defer db.Close()
+	ctx := context.Background()
+	day := partitionStart(partitionOf(1_700_000_000_000))
+	push := db.Backfill
+	if source == "badger" { // a newer sample makes the whole day older than the window
+		if _, err := db.Append(ctx, []model.Series{{Labels: labels.FromStrings("__name__", "anchor"), Samples: []model.Sample{{T: day + 2*PartitionDuration, V: 1}}}}); err != nil {
+			b.Fatal(err)
+		}
+	} else {
+		push = db.Append
+	}
+	for lo := 0; lo < nSeries; lo += 100 {
+		for k0 := 0; k0 < perDay; k0 += 720 {
+			var batch []model.Series
+			for i := lo; i < min(lo+100, nSeries); i++ {
+				lset := labels.FromStrings("__name__", fmt.Sprintf("node_metric_%d", i%50), "instance", fmt.Sprintf("host-%d:9100", i/50), "job", "node")
+				smps := make([]model.Sample, 0, 720)
+				for k := k0; k < k0+720; k++ {
+					smps = append(smps, model.Sample{T: day + int64(k)*30_000, V: float64(k % 97)})
+				}
+				batch = append(batch, model.Series{Labels: lset, Samples: smps})
+			}
+			if res, err := push(ctx, batch); err != nil || res.RejectedSamples > 0 {
+				b.Fatalf("load: %+v %v", res, err)
+			}
+		}
+	}
+	if source == "badger" && db.head.numSeries.Load() != 1 {
+		b.Fatalf("%d series in the head", db.head.numSeries.Load())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var samples int
+	for n := 0; n < b.N; n++ {
+		series := 0
+		err := db.SeriesDigests(ctx, day, day+PartitionDuration-1, func(d SeriesDigest) error {
+			series++
+			samples += d.Samples
+			return nil
+		})
+		if err != nil || series != nSeries {
+			b.Fatalf("%d series, %v", series, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*nSeries), "ns/series")
+	b.ReportMetric(float64(samples)/b.Elapsed().Seconds(), "samples/s")
 }

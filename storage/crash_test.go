@@ -7,11 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,50 +88,24 @@ func TestCrashKill9(t *testing.T) {
 	next := 0
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	for run := range runs {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 		policy := []string{SyncAlways, SyncInterval}[run%2]
-		cmd.Env = append(os.Environ(), "VIGIL_CRASH_DIR="+dir, fmt.Sprintf("VIGIL_CRASH_START=%d", next), "VIGIL_CRASH_SYNC="+policy)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		delay := time.Duration(300+r.IntN(1500)) * time.Millisecond
-		timer := time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
-		sc := bufio.NewScanner(stdout)
 		n := 0
-		for sc.Scan() {
+		killChild(t, "TestCrashChild", []string{"VIGIL_CRASH_DIR=" + dir, fmt.Sprintf("VIGIL_CRASH_START=%d", next), "VIGIL_CRASH_SYNC=" + policy}, delay, func(line string) {
 			var w, b int
-			if _, err := fmt.Sscanf(sc.Text(), "ack %d %d", &w, &b); err != nil {
-				t.Fatalf("child said %q", sc.Text())
+			if _, err := fmt.Sscanf(line, "ack %d %d", &w, &b); err != nil {
+				t.Fatalf("child said %q", line)
 			}
 			acked[[2]int{w, b}] = true
 			next = max(next, b+1)
 			n++
-		}
-		err = cmd.Wait()
-		timer.Stop()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-			t.Fatalf("run %d: child ended without being killed: %v\n%s", run, err, stderr.String())
-		}
+		})
 		t.Logf("run %d (wal sync %s): killed after %s, %d batches acknowledged", run, policy, delay, n)
 		next += 10 // fresh batches next run; unacknowledged ones may or may not be there
 
 		// Restart in this process and check every acknowledged sample.
 		db := openTest(t, testConfig(dir))
-		got := readAll(t, db, math.MinInt64, math.MaxInt64)
-		have := map[string]map[int64]float64{}
-		for k, smps := range got {
-			m := map[int64]float64{}
-			for _, s := range smps {
-				m[s.T] = s.V
-			}
-			have[k] = m
-		}
+		have := byTime(readAll(t, db, math.MinInt64, math.MaxInt64))
 		missing := 0
 		for key := range acked {
 			for _, s := range crashBatch(key[0], key[1]) {

@@ -27,6 +27,10 @@ import (
 //
 // Append, the queriers and Flush are safe for concurrent use.
 type DB struct {
+	// coldChanges counts writes and deletions that touched data older
+	// than ColdAge (see ColdChanges).
+	coldChanges atomic.Uint64
+
 	cfg     Config
 	logger  *slog.Logger
 	metrics *dbMetrics
@@ -50,6 +54,34 @@ type DB struct {
 	// before chunks are evicted; readers load it after their memory
 	// snapshot, so an eviction in between is always seen.
 	onlyInBadgerBefore atomic.Int64
+
+	// evictions counts evictions. It is raised after onlyInBadgerBefore and
+	// before chunks leave memory, so a reader whose Badger snapshot is
+	// older than its memory snapshot can tell that chunks may have moved
+	// in between (SeriesDigests).
+	evictions atomic.Uint64
+
+	// pending holds the series (encoded labels → ref) that a running
+	// Backfill allocated a ref for and has not yet written to Badger. An
+	// Append creating the same series meanwhile must take that ref, or the
+	// labels would get two. Entries are added under the series' head stripe
+	// lock, which the Append's lookup also holds.
+	pendingMu sync.Mutex
+	pending   map[string]uint64
+	pendingN  atomic.Int64
+
+	// replayedTombstones is how many series the WAL replay of Open deleted
+	// from (DeleteSeries tombstones); Open then flushes so that they are
+	// not replayed again.
+	replayedTombstones int
+
+	// testDeleteStop, set by tests, makes DeleteSeries return an error at
+	// the named point ("tombstone": logged, nothing applied; "applied":
+	// memory and Badger done, no flush yet), as a crash there would.
+	testDeleteStop string
+	// testBackfillResolved, set by tests, runs in Backfill after the refs
+	// of new series are reserved and before anything is written.
+	testBackfillResolved func()
 
 	// testCrashBeforeCheckpoint, set by tests, makes a flush stop after
 	// Badger synced and before the new checkpoint replaces the old one.
@@ -87,6 +119,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 	db := &DB{
 		cfg: cfg, logger: logger, metrics: m, bdb: bdb, head: newHead(m),
 		chunkRange: cfg.ChunkRange.Milliseconds(), window: cfg.OutOfOrderWindow.Milliseconds(),
+		pending: map[string]uint64{},
 	}
 	db.onlyInBadgerBefore.Store(math.MinInt64)
 	db.tooOldMsg = fmt.Sprintf("older than the out-of-order window (%s behind the newest sample)", cfg.OutOfOrderWindow)
@@ -101,6 +134,15 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 	if err != nil {
 		bdb.Close()
 		return nil, err
+	}
+	if db.replayedTombstones > 0 {
+		// A DeleteSeries was cut short: replay completed it; a checkpoint
+		// now retires its tombstones, so that a later crash does not apply
+		// them to samples written after this start.
+		logger.Info("completed deletions found in the WAL", "series", db.replayedTombstones)
+		if err := db.Flush(); err != nil {
+			logger.Error("flush after completing deletions failed; retried by the periodic flush", "err", err)
+		}
 	}
 	logger.Info("storage ready", "dir", cfg.Dir, "head_series", db.head.numSeries.Load(), "replay", time.Since(start).Round(time.Millisecond))
 	return db, nil
@@ -145,7 +187,26 @@ func (db *DB) load(walDir string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return db.replay(walDir, from)
+	next, tombs, err := db.replay(walDir, from)
+	if err != nil {
+		return 0, err
+	}
+	if len(tombs) > 0 {
+		targets := make([]deleteTarget, 0, len(tombs))
+		for ref, maxt := range tombs {
+			tg := deleteTarget{ref: ref, maxt: maxt}
+			if s := db.head.byRef(ref); s != nil {
+				tg.lset = s.lset
+			}
+			targets = append(targets, tg)
+		}
+		if err := db.deleteChunks(targets); err != nil {
+			return 0, fmt.Errorf("apply wal tombstones to badger: %w", err)
+		}
+		db.replayedTombstones = len(tombs)
+		db.metrics.deletedSeries.Add(float64(len(tombs)))
+	}
+	return next, nil
 }
 
 // loadCheckpoint restores the open chunks of the last flush and returns
@@ -312,24 +373,25 @@ func (db *DB) seriesForReplay(txn *badger.Txn, ref uint64, sb *labels.ScratchBui
 
 // replay applies the WAL to the head. Limits on admission (the out-of-order
 // window) are not re-applied: every logged sample was accepted once.
-func (db *DB) replay(walDir string, from int) (int, error) {
+// Tombstones are applied to the head where they occur in the log (samples
+// logged after one are kept) and returned (ref → maxt) to be applied to
+// Badger.
+func (db *DB) replay(walDir string, from int) (int, map[uint64]int64, error) {
 	var (
-		sb      labels.ScratchBuilder
-		series  []walSeries
-		samples []walSample
-		byRef   = map[uint64]*memSeries{}
-		lost    int
+		sb    labels.ScratchBuilder
+		rec   walRecord
+		byRef = map[uint64]*memSeries{}
+		tombs = map[uint64]int64{}
+		lost  int
 	)
 	txn := db.bdb.NewTransaction(false)
 	defer txn.Discard()
 	next, err := replayWAL(walDir, from, db.logger, func(seg int, p []byte) error {
 		db.metrics.replayedRecords.Inc()
-		var err error
-		series, samples, err = decodeRecord(p, &sb, series, samples)
-		if err != nil {
+		if err := decodeRecord(p, &sb, &rec); err != nil {
 			return &corruptionError{err}
 		}
-		for _, ws := range series {
+		for _, ws := range rec.series {
 			s, _, err := db.head.getOrCreate(ws.labels.Hash(), ws.labels, func() (uint64, bool, error) {
 				inBadger, err := db.inBadger(ws.labels)
 				return ws.id, inBadger, err
@@ -342,9 +404,10 @@ func (db *DB) replay(walDir string, from int) (int, error) {
 				db.head.nextRef.Store(ws.id)
 			}
 		}
-		for _, smp := range samples {
+		for _, smp := range rec.samples {
 			s := byRef[smp.id]
 			if s == nil {
+				var err error
 				if s, err = db.seriesForReplay(txn, smp.id, &sb); err != nil {
 					lost++
 					continue
@@ -356,12 +419,22 @@ func (db *DB) replay(walDir string, from int) (int, error) {
 			s.mu.Unlock()
 			db.head.updateMaxT(smp.t)
 		}
+		for _, ts := range rec.tombstones {
+			if s := db.head.byRef(ts.id); s != nil {
+				s.mu.Lock()
+				s.deleteUpTo(ts.maxt)
+				s.mu.Unlock()
+			}
+			if old, ok := tombs[ts.id]; !ok || ts.maxt > old {
+				tombs[ts.id] = ts.maxt
+			}
+		}
 		return nil
 	})
 	if lost > 0 {
 		db.logger.Error("wal samples refer to unknown series and were skipped", "samples", lost)
 	}
-	return next, err
+	return next, tombs, err
 }
 
 func (db *DB) inBadger(lset labels.Labels) (bool, error) {
@@ -393,6 +466,19 @@ func (db *DB) lookupRef(lset labels.Labels) (uint64, bool, error) {
 		return 0, false, fmt.Errorf("look up series %s: %w", lset, err)
 	}
 	return ref, found, nil
+}
+
+// pendingRef returns the ref a running Backfill gave lset, if any. The
+// caller holds lset's head stripe lock.
+func (db *DB) pendingRef(lset labels.Labels) (uint64, bool) {
+	if db.pendingN.Load() == 0 {
+		return 0, false
+	}
+	key := model.AppendLabels(nil, lset)
+	db.pendingMu.Lock()
+	defer db.pendingMu.Unlock()
+	ref, ok := db.pending[string(key)]
+	return ref, ok
 }
 
 // Run flushes the head every FlushInterval until ctx is done.
@@ -431,3 +517,20 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a.
 func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...)) }
 func (b badgerLogger) Debugf(f string, a ...any)   {}
+
+// ColdAge is the age (before the wall clock) past which data normally no
+// longer changes: the out-of-order window is shorter.
+const ColdAge = 2 * time.Hour
+
+// ColdChanges returns a counter that moves after every write or deletion
+// that touched samples older than ColdAge (a late append, a backfill, a
+// delete). A summary of data older than ColdAge computed after reading the
+// counter stays valid while the counter has not moved.
+func (db *DB) ColdChanges() uint64 { return db.coldChanges.Load() }
+
+// touchedCold records a change to samples as old as minT.
+func (db *DB) touchedCold(minT int64) {
+	if minT < time.Now().Add(-ColdAge).UnixMilli() {
+		db.coldChanges.Add(1)
+	}
+}

@@ -11,6 +11,12 @@
 // old WAL segments and evicts chunks that can no longer change. On Open the
 // head is restored from Badger's recent chunks and the WAL is replayed.
 //
+// For repair and hand-off between replicas: SeriesDigests summarises the
+// samples of every series in a range (SampleDigest defines the sum),
+// SeriesSamples reads one series, Backfill stores samples of any age (old
+// ones as closed chunks written straight to Badger) and DeleteSeries
+// removes samples durably, through WAL tombstones.
+//
 // docs/storage.md describes the on-disk formats and recovery; keys.go and
 // walrecord.go implement them.
 package storage

@@ -22,6 +22,11 @@ import (
 func (db *DB) Flush() error {
 	db.flushMu.Lock()
 	defer db.flushMu.Unlock()
+	return db.flushLocked()
+}
+
+// flushLocked is Flush with db.flushMu held.
+func (db *DB) flushLocked() error {
 	start := time.Now()
 	db.metrics.flushes.Inc()
 	if err := db.flush(); err != nil {
@@ -186,12 +191,8 @@ type postedPart struct {
 // evict drops persisted, closed chunks that ended before cutoff (no sample
 // older than cutoff is accepted any more), and series left with nothing.
 func (db *DB) evict(all []*memSeries, cutoff int64) {
-	for { // raise the watermark first: see DB.onlyInBadgerBefore
-		cur := db.onlyInBadgerBefore.Load()
-		if cutoff <= cur || db.onlyInBadgerBefore.CompareAndSwap(cur, cutoff) {
-			break
-		}
-	}
+	db.raiseWatermark(cutoff) // first: see DB.onlyInBadgerBefore
+	db.evictions.Add(1)
 	for _, s := range all {
 		s.mu.Lock()
 		kept := s.chunks[:0]
@@ -207,6 +208,16 @@ func (db *DB) evict(all []*memSeries, cutoff int64) {
 		s.mu.Unlock()
 		if empty {
 			db.head.removeIfEmpty(s)
+		}
+	}
+}
+
+// raiseWatermark raises DB.onlyInBadgerBefore to t if it is lower.
+func (db *DB) raiseWatermark(t int64) {
+	for {
+		cur := db.onlyInBadgerBefore.Load()
+		if t <= cur || db.onlyInBadgerBefore.CompareAndSwap(cur, t) {
+			return
 		}
 	}
 }

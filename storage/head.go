@@ -197,23 +197,8 @@ func (s *memSeries) readChunks(mint, maxt int64, dst []chunkCopy) []chunkCopy {
 		}
 		dst = append(dst, chunkCopy{mint: c.mint, maxt: c.maxt, seq: c.seq, data: slices.Clone(c.chunk.Bytes())})
 	}
-	var oc *chunkenc.XORChunk
-	var app chunkenc.Appender
-	var first, last int64
-	for _, smp := range s.ooo {
-		if smp.T < mint || smp.T > maxt {
-			continue
-		}
-		if oc == nil {
-			oc = chunkenc.NewXORChunk()
-			app, _ = oc.Appender()
-			first = smp.T
-		}
-		app.Append(0, smp.T, smp.V)
-		last = smp.T
-	}
-	if oc != nil {
-		dst = append(dst, chunkCopy{mint: first, maxt: last, data: oc.Bytes()})
+	if first, last, data, ok := s.oooChunk(mint, maxt); ok {
+		dst = append(dst, chunkCopy{mint: first, maxt: last, data: data})
 	}
 	return dst
 }
@@ -361,4 +346,27 @@ func (h *head) removeIfEmpty(s *memSeries) bool {
 	h.numSeries.Add(-1)
 	h.metrics.seriesRemoved.Inc()
 	return true
+}
+
+// oooChunk encodes the buffered out-of-order samples in [mint, maxt] as one
+// XOR chunk; ok is false when there are none. s.mu is held.
+func (s *memSeries) oooChunk(mint, maxt int64) (first, last int64, data []byte, ok bool) {
+	var oc *chunkenc.XORChunk
+	var app chunkenc.Appender
+	for _, smp := range s.ooo {
+		if smp.T < mint || smp.T > maxt {
+			continue
+		}
+		if oc == nil {
+			oc = chunkenc.NewXORChunk()
+			app, _ = oc.Appender()
+			first = smp.T
+		}
+		app.Append(0, smp.T, smp.V)
+		last = smp.T
+	}
+	if oc == nil {
+		return 0, 0, nil, false
+	}
+	return first, last, oc.Bytes(), true
 }

@@ -30,6 +30,9 @@ type dbMetrics struct {
 	replayDuration   prometheus.Gauge
 	replayedRecords  prometheus.Counter
 	lastFlushSuccess prometheus.Gauge
+	backfilled       *prometheus.CounterVec
+	backfillChunks   prometheus.Counter
+	deletedSeries    prometheus.Counter
 }
 
 func newDBMetrics(reg prometheus.Registerer) *dbMetrics {
@@ -57,5 +60,8 @@ func newDBMetrics(reg prometheus.Registerer) *dbMetrics {
 		replayDuration:   f.NewGauge(prometheus.GaugeOpts{Name: "vigil_storage_wal_replay_duration_seconds", Help: "Time the last start spent loading the head and replaying the WAL."}),
 		replayedRecords:  f.NewCounter(prometheus.CounterOpts{Name: "vigil_storage_wal_replayed_records_total", Help: "WAL records replayed at start."}),
 		lastFlushSuccess: f.NewGauge(prometheus.GaugeOpts{Name: "vigil_storage_last_flush_success_timestamp_seconds", Help: "Time of the last successful flush."}),
+		backfilled:       f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_storage_backfilled_samples_total", Help: "Samples stored by Backfill, by path: head (inside the out-of-order window, through the WAL) or chunks (older, written to Badger as closed chunks)."}, []string{"path"}),
+		backfillChunks:   f.NewCounter(prometheus.CounterOpts{Name: "vigil_storage_backfilled_chunks_total", Help: "Chunks Backfill wrote to Badger."}),
+		deletedSeries:    f.NewCounter(prometheus.CounterOpts{Name: "vigil_storage_deleted_series_total", Help: "Series that lost samples to DeleteSeries (counting deletions completed from WAL tombstones at start)."}),
 	}
 }

@@ -140,46 +140,55 @@ func (q *chunkQuerier) chunksOf(sr seriesRef) ([]chunkCopy, error) {
 		return out, nil
 	}
 	err := q.db.bdb.View(func(txn *badger.Txn) error {
-		// Chunks never span a chunk range, so none starts before mint's partition.
-		for _, part := range q.db.partitionsIn(q.mint, q.maxt) {
-			prefix := chunkSeriesPrefix(TierRaw, part, sr.ref)
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
-			for it.Rewind(); it.Valid(); it.Next() {
-				_, mint, seq, err := parseChunkKey(it.Item().Key())
-				if err != nil {
-					it.Close()
-					return err
-				}
-				if mint > q.maxt {
-					break
-				}
-				if slices.ContainsFunc(out[:inMem], func(c chunkCopy) bool { return c.seq == seq }) {
-					continue
-				}
-				v, err := it.Item().ValueCopy(nil)
-				if err != nil {
-					it.Close()
-					return err
-				}
-				maxt, _, data, err := parseChunkValue(v)
-				if err != nil {
-					it.Close()
-					return fmt.Errorf("chunk of series %d at %d: %w", sr.ref, mint, err)
-				}
-				if maxt < q.mint {
-					continue
-				}
-				out = append(out, chunkCopy{mint: mint, maxt: maxt, seq: seq, data: data})
-			}
-			it.Close()
-		}
-		return nil
+		var err error
+		out, err = q.db.badgerChunksOf(txn, sr.ref, q.mint, q.maxt, out[:inMem], out)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read chunks of series %d: %w", sr.ref, err)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].mint < out[j].mint })
 	return out, nil
+}
+
+// badgerChunksOf appends to dst the Badger chunks of series ref that
+// overlap [mint, maxt], except those whose seq is in mem (the memory copy
+// of a chunk is newer).
+func (db *DB) badgerChunksOf(txn *badger.Txn, ref uint64, mint, maxt int64, mem, dst []chunkCopy) ([]chunkCopy, error) {
+	// Chunks never span a chunk range, so none starts before mint's partition.
+	for _, part := range db.partitionsIn(mint, maxt) {
+		prefix := chunkSeriesPrefix(TierRaw, part, ref)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
+		for it.Rewind(); it.Valid(); it.Next() {
+			_, cmint, seq, err := parseChunkKey(it.Item().Key())
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			if cmint > maxt {
+				break
+			}
+			if slices.ContainsFunc(mem, func(c chunkCopy) bool { return c.seq == seq }) {
+				continue
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				it.Close()
+				return nil, err
+			}
+			cmaxt, _, data, err := parseChunkValue(v)
+			if err != nil {
+				it.Close()
+				return nil, fmt.Errorf("chunk of series %d at %d: %w", ref, cmint, err)
+			}
+			if cmaxt < mint {
+				continue
+			}
+			dst = append(dst, chunkCopy{mint: cmint, maxt: cmaxt, seq: seq, data: data})
+		}
+		it.Close()
+	}
+	return dst, nil
 }
 
 func (q *chunkQuerier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
