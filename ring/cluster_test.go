@@ -52,6 +52,16 @@ type testNode struct {
 // startNode starts a member with fast failure detection, joined to seeds.
 func startNode(t *testing.T, name, roles string, seeds ...int) *testNode {
 	t.Helper()
+	return startNodeWith(t, name, roles, func(cfg *Config) {
+		for _, s := range seeds {
+			cfg.Join = append(cfg.Join, fmt.Sprintf("127.0.0.1:%d", s))
+		}
+	})
+}
+
+// startNodeWith is startNode with the seeds set by join.
+func startNodeWith(t *testing.T, name, roles string, join func(*Config)) *testNode {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeName = name
 	cfg.BindAddr = "127.0.0.1"
@@ -65,9 +75,7 @@ func startNode(t *testing.T, name, roles string, seeds ...int) *testNode {
 	cfg.SuspicionMult = 2
 	cfg.JoinRetryPeriod = 100 * time.Millisecond
 	cfg.LeaveTimeout = 2 * time.Second
-	for _, s := range seeds {
-		cfg.Join = append(cfg.Join, fmt.Sprintf("127.0.0.1:%d", s))
-	}
+	join(&cfg)
 	var c *Cluster
 	var err error
 	reg := prometheus.NewRegistry()

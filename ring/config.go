@@ -18,6 +18,8 @@ type Config struct {
 	AdvertiseAddr       string        `yaml:"advertise_addr"`
 	AdvertisePort       int           `yaml:"advertise_port"`
 	Join                []string      `yaml:"join"`
+	JoinEtcd            []string      `yaml:"join_etcd"`
+	EtcdPrefix          string        `yaml:"etcd_prefix"`
 	JoinRetryPeriod     time.Duration `yaml:"join_retry_period"`
 	LeaveTimeout        time.Duration `yaml:"leave_timeout"`
 	GossipInterval      time.Duration `yaml:"gossip_interval"`
@@ -60,6 +62,7 @@ func DefaultConfig() Config {
 		SuspicionMult:       4,
 		DeadNodeReclaimTime: 0,
 		InitialState:        StateJoining.String(),
+		EtcdPrefix:          "/vigil/members/",
 		Partitions:          1021,
 		VirtualNodes:        200,
 		LoadFactor:          1.25,
@@ -95,6 +98,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.AdvertiseAddr, "memberlist.advertise-addr", c.AdvertiseAddr, "Address other nodes use to reach this one (default: derived from the bind address).")
 	f.IntVar(&c.AdvertisePort, "memberlist.advertise-port", c.AdvertisePort, "Port other nodes use to reach this one (default: the bind port).")
 	f.Var(stringList{&c.Join}, "memberlist.join", "Comma-separated host:port seeds to join.")
+	f.Var(stringList{&c.JoinEtcd}, "memberlist.join-etcd", "Comma-separated etcd endpoints: publish this node's gossip address there (under a lease) and join the addresses other nodes published, besides -memberlist.join.")
+	f.StringVar(&c.EtcdPrefix, "memberlist.etcd-prefix", c.EtcdPrefix, "etcd key prefix of the published gossip addresses.")
 	f.DurationVar(&c.JoinRetryPeriod, "memberlist.join-retry-period", c.JoinRetryPeriod, "How often to retry joining the seeds until one answers.")
 	f.DurationVar(&c.LeaveTimeout, "memberlist.leave-timeout", c.LeaveTimeout, "How long to wait for the leave message to spread on shutdown.")
 	f.DurationVar(&c.GossipInterval, "memberlist.gossip-interval", c.GossipInterval, "Interval between gossip rounds.")
@@ -132,6 +137,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
+	}
+	if len(c.JoinEtcd) > 0 && !strings.HasSuffix(c.EtcdPrefix, "/") {
+		errs = append(errs, fmt.Errorf("memberlist.etcd-prefix %q must end with /", c.EtcdPrefix))
 	}
 	if c.SuspicionMult < 1 {
 		errs = append(errs, fmt.Errorf("memberlist.suspicion-mult must be at least 1, got %d", c.SuspicionMult))

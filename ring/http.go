@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"html/template"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -24,10 +25,38 @@ type ringView struct {
 	Partitions int          `json:"partitions"`
 	Members    []memberView `json:"members"`
 	Message    string       `json:"message,omitempty"`
+	// Status is what the local node's components report (e.g. "repair").
+	Status map[string]any `json:"status,omitempty"`
+	// StatusText is Status as indented JSON, for the HTML page.
+	StatusText string `json:"-"`
+}
+
+// AddStatus makes /ring show what fn returns under name, for the local
+// node (a component's progress, such as repair's last round).
+func (c *Cluster) AddStatus(name string, fn func() any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == nil {
+		c.status = map[string]func() any{}
+	}
+	c.status[name] = fn
 }
 
 func (c *Cluster) view(now time.Time) ringView {
 	v := ringView{Local: c.cfg.NodeName, Partitions: c.cfg.Partitions}
+	c.mu.Lock()
+	status := maps.Clone(c.status)
+	c.mu.Unlock()
+	for name, fn := range status {
+		if v.Status == nil {
+			v.Status = map[string]any{}
+		}
+		v.Status[name] = fn()
+	}
+	if v.Status != nil {
+		b, _ := json.MarshalIndent(v.Status, "", "  ")
+		v.StatusText = string(b)
+	}
 	owned := map[Role]map[string]int{}
 	for _, r := range AllRoles {
 		owned[r] = c.PartitionsOwned(r)
@@ -65,7 +94,9 @@ var ringPage = template.Must(template.New("ring").Parse(`<!DOCTYPE html>
 <td>{{range $r, $n := .PartitionsOwned}}{{$r}}: {{$n}} {{end}}</td><td>{{.HeartbeatAge}}</td>
 <td>{{if not .Healthy}}<form method="post"><input type="hidden" name="forget" value="{{.Name}}"><button type="submit">Forget</button></form>{{end}}</td>
 </tr>{{end}}
-</table></body></html>
+</table>
+{{if .StatusText}}<h2>This node</h2><pre>{{.StatusText}}</pre>{{end}}
+</body></html>
 `))
 
 func wantsJSON(r *http.Request) bool {

@@ -137,11 +137,11 @@ const (
 
 // MemberMeta is what each member gossips about itself.
 type MemberMeta struct {
-	Roles    Roles
-	State    State
-	GRPCAddr string
-	HTTPAddr string
-	Zone     string
+	Roles    Roles  `json:"-"` // shown as names on /ring
+	State    State  `json:"-"` // shown as a name on /ring
+	GRPCAddr string `json:"grpc_address"`
+	HTTPAddr string `json:"http_address"`
+	Zone     string `json:"zone"`
 }
 
 // Validate checks the fields against the format's limits.

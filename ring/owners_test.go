@@ -30,7 +30,7 @@ func keys(n int) [][]byte {
 func TestOwnersMatchConsistent(t *testing.T) {
 	cfg := DefaultConfig()
 	names := []string{"ing-a", "ing-b", "ing-c", "ing-d", "ing-e"}
-	r := buildRoleRing(names, cfg)
+	r := buildRoleRing(names, nil, cfg)
 	var members []consistent.Member
 	for _, n := range names {
 		members = append(members, consistentMember(n))
@@ -174,5 +174,47 @@ func BenchmarkOwners(b *testing.B) {
 		if _, err := s.rings[RoleIngester].ownerNames(ks[i%len(ks)], 3); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// With zones announced, the replicas of every partition span min(n, zones)
+// zones; the first owner is the zone-unaware partition owner.
+func TestOwnersZoneAware(t *testing.T) {
+	cfg := DefaultConfig()
+	names := []string{"a1", "a2", "a3", "b1", "b2", "c1", "c2", "c3", "c4"}
+	zones := []string{"za", "za", "za", "zb", "zb", "zc", "zc", "zc", "zc"}
+	zoneOf := map[string]string{}
+	for i, n := range names {
+		zoneOf[n] = zones[i]
+	}
+	zoned := buildRoleRing(names, zones, cfg)
+	plain := buildRoleRing(names, nil, cfg)
+	for p := range cfg.Partitions {
+		got, err := zoned.partitionOwners(p, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := plain.partitionOwners(p, 1)
+		if got[0] != want[0] {
+			t.Fatalf("partition %d: first owner %s, zone-unaware owner %s", p, got[0], want[0])
+		}
+		seen := map[string]bool{}
+		for _, n := range got {
+			seen[zoneOf[n]] = true
+		}
+		if len(seen) != 3 {
+			t.Fatalf("partition %d: owners %v span zones %v", p, got, seen)
+		}
+		// Four replicas over three zones: all zones, no member twice.
+		four, _ := zoned.partitionOwners(p, 4)
+		if len(four) != 4 || len(slices.Compact(slices.Sorted(slices.Values(four)))) != 4 {
+			t.Fatalf("partition %d: 4 owners %v", p, four)
+		}
+	}
+	// Two zones, three replicas: both zones used, three distinct members.
+	two := buildRoleRing([]string{"a1", "a2", "b1"}, []string{"za", "za", "zb"}, cfg)
+	got, _ := two.partitionOwners(0, 3)
+	if len(slices.Compact(slices.Sorted(slices.Values(got)))) != 3 {
+		t.Fatalf("owners %v", got)
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Ring is what users of ownership and membership need.
@@ -28,6 +30,13 @@ type Ring interface {
 	// callers check Member.Healthy. Fewer than n active members is
 	// ErrInsufficientMembers.
 	Owners(role Role, key []byte, n int) ([]Member, error)
+	// PartitionOwners is Owners for a partition number (see Partition).
+	PartitionOwners(role Role, partition, n int) ([]Member, error)
+	// Partition returns the partition of key; it depends only on the
+	// configured partition count, never on the members.
+	Partition(key []byte) int
+	// Partitions returns the configured partition count.
+	Partitions() int
 	// Members returns every known member with role, in any state and
 	// health, sorted by name.
 	Members(role Role) []Member
@@ -70,6 +79,8 @@ type Cluster struct {
 	metrics *metrics
 	ml      *memberlist.Memberlist
 	queue   *memberlist.TransmitLimitedQueue
+	// gossipAddr is the local node's advertised gossip host:port.
+	gossipAddr string
 
 	snap atomic.Pointer[snapshot] // immutable; replaced on every table change
 	size atomic.Int64             // members in the table
@@ -80,6 +91,7 @@ type Cluster struct {
 	tombstones map[string]time.Time // forgotten or gracefully left name -> when
 	subs       []chan struct{}
 	closed     bool
+	status     map[string]func() any // AddStatus
 
 	// lifeMu orders the calls into memberlist that must not follow
 	// Shutdown (UpdateNode, Leave; memberlist panics on a leave after
@@ -137,6 +149,10 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Cluster, 
 	if err != nil {
 		return nil, fmt.Errorf("start memberlist on %s: %w", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.BindPort)), err)
 	}
+	// The local node's address, read before anything can update it
+	// (memberlist mutates its Node in place).
+	ln := ml.LocalNode()
+	c.gossipAddr = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	c.mu.Lock()
 	c.ml = ml
 	c.mu.Unlock()
@@ -154,14 +170,22 @@ func (c *Cluster) numNodes() int { return max(int(c.size.Load()), 1) }
 // the caller's job.
 func (c *Cluster) Run(ctx context.Context) error {
 	defer c.Close()
-	if len(c.cfg.Join) > 0 {
+	join := c.cfg.Join
+	if len(c.cfg.JoinEtcd) > 0 {
+		seeds, err := c.seedsFromEtcd(ctx)
+		if err != nil {
+			return err
+		}
+		join = append(slices.Clone(join), seeds...)
+	}
+	if len(join) > 0 {
 		for {
-			n, err := c.ml.Join(c.cfg.Join)
+			n, err := c.ml.Join(join)
 			if err == nil || n > 0 {
 				c.logger.Info("joined the cluster", "seeds_reached", n, "members", c.ml.NumMembers())
 				break
 			}
-			c.logger.Warn("join the cluster", "seeds", strings.Join(c.cfg.Join, ","), "err", err)
+			c.logger.Warn("join the cluster", "seeds", strings.Join(join, ","), "err", err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -180,6 +204,33 @@ func (c *Cluster) Run(ctx context.Context) error {
 			c.mu.Lock()
 			c.pruneTombstonesLocked(time.Now())
 			c.mu.Unlock()
+		}
+	}
+}
+
+// seedsFromEtcd publishes this node's gossip address in etcd and returns
+// the others'. The client lives as long as Run (it keeps the lease alive).
+func (c *Cluster) seedsFromEtcd(ctx context.Context) ([]string, error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.cfg.JoinEtcd, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for seeds %v: %w", c.cfg.JoinEtcd, err)
+	}
+	context.AfterFunc(ctx, func() { cli.Close() })
+	self := c.gossipAddr
+	for {
+		seeds, bad, err := etcdSeeds(ctx, cli, c.cfg.EtcdPrefix, c.cfg.NodeName, self)
+		if err == nil {
+			for _, b := range bad {
+				c.logger.Warn("ignoring a seed in etcd", "entry", b)
+			}
+			c.logger.Info("published gossip address in etcd", "address", self, "seeds", strings.Join(seeds, ","))
+			return seeds, nil
+		}
+		c.logger.Warn("seeds from etcd", "endpoints", strings.Join(c.cfg.JoinEtcd, ","), "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(c.cfg.JoinRetryPeriod):
 		}
 	}
 }
@@ -285,12 +336,23 @@ func (c *Cluster) Forget(name string) error {
 
 // Owners implements Ring.
 func (c *Cluster) Owners(role Role, key []byte, n int) ([]Member, error) {
+	return c.PartitionOwners(role, c.Partition(key), n)
+}
+
+// Partition implements Ring.
+func (c *Cluster) Partition(key []byte) int { return Partition(key, c.cfg.Partitions) }
+
+// Partitions implements Ring.
+func (c *Cluster) Partitions() int { return c.cfg.Partitions }
+
+// PartitionOwners implements Ring.
+func (c *Cluster) PartitionOwners(role Role, partition, n int) ([]Member, error) {
 	s := c.snap.Load()
 	r := s.rings[role]
 	if r == nil {
 		return nil, fmt.Errorf("owners of role %s: %w", role, ErrUnknownRole)
 	}
-	names, err := r.ownerNames(key, n)
+	names, err := r.partitionOwners(partition, n)
 	if err != nil {
 		return nil, fmt.Errorf("owners of role %s: %w", role, err)
 	}
