@@ -2,6 +2,8 @@ package ingester
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"log/slog"
 	"math"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/vigil-tsdb/vigil/ingester/ingesterpb"
 	"github.com/vigil-tsdb/vigil/model"
+	vstorage "github.com/vigil-tsdb/vigil/storage"
 )
 
 // Store is what the ingester needs from storage.
@@ -22,6 +25,12 @@ type Store interface {
 	storage.ChunkQueryable
 	// Stats reports head cardinality, top limit per list.
 	Stats(limit int) model.TSDBStatus
+	// Repair (see storage.DB).
+	SeriesDigests(ctx context.Context, mint, maxt int64, fn func(vstorage.SeriesDigest) error) error
+	SeriesSamples(ctx context.Context, lset labels.Labels, mint, maxt int64) ([]model.Sample, error)
+	Backfill(ctx context.Context, batch []model.Series) (model.PushResult, error)
+	DeleteSeries(ctx context.Context, match func(labels.Labels) bool, maxt int64) (int, error)
+	ColdChanges() uint64
 }
 
 // rawChunks is implemented by chunk series whose chunk bytes can be sent
@@ -30,21 +39,62 @@ type rawChunks interface {
 	Chunks(fn func(mint, maxt int64, data []byte))
 }
 
-// Config configures the gRPC service.
+// Config configures the gRPC service, repair and hand-off.
 type Config struct {
 	// SelectBatchBytes is the approximate size of one streamed Select message.
 	SelectBatchBytes int `yaml:"select_batch_bytes"`
+	// Partitions is the ring's partition count (0: single node, unchecked).
+	Partitions int `yaml:"-"`
+
+	RepairInterval time.Duration `yaml:"repair_interval"`
+	RepairSettle   time.Duration `yaml:"repair_settle"`
+	RepairLookback time.Duration `yaml:"repair_lookback"`
+	RepairRate     int           `yaml:"repair_rate"`
+	HandoffTimeout time.Duration `yaml:"handoff_timeout"`
+	LeaveWait      time.Duration `yaml:"leave_wait"`
 }
 
 // DefaultConfig returns working defaults.
-func DefaultConfig() Config { return Config{SelectBatchBytes: 1 << 20} }
+func DefaultConfig() Config {
+	return Config{
+		SelectBatchBytes: 1 << 20,
+		RepairInterval:   5 * time.Minute,
+		RepairSettle:     time.Minute,
+		RepairLookback:   8 * 24 * time.Hour,
+		RepairRate:       200_000,
+		HandoffTimeout:   10 * time.Minute,
+		LeaveWait:        5 * time.Second,
+	}
+}
+
+// RegisterFlags adds the -ingester.* flags.
+func (c *Config) RegisterFlags(f *flag.FlagSet) {
+	f.DurationVar(&c.RepairInterval, "ingester.repair-interval", c.RepairInterval, "how often repair compares this ingester's data with the other owners (cluster mode)")
+	f.DurationVar(&c.RepairSettle, "ingester.repair-settle", c.RepairSettle, "repair compares data up to now minus this, leaving writes in flight alone")
+	f.DurationVar(&c.RepairLookback, "ingester.repair-lookback", c.RepairLookback, "how far back repair compares data (at least the raw retention)")
+	f.IntVar(&c.RepairRate, "ingester.repair-rate", c.RepairRate, "samples per second repair and hand-off send at most (0: unlimited)")
+	f.DurationVar(&c.HandoffTimeout, "ingester.handoff-timeout", c.HandoffTimeout, "how long a leaving ingester tries to hand its data off before it exits anyway")
+	f.DurationVar(&c.LeaveWait, "ingester.leave-wait", c.LeaveWait, "after announcing leaving, how long to wait for distributors to stop writing here before the hand-off")
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	if c.RepairInterval <= 0 || c.RepairLookback <= 0 || c.HandoffTimeout <= 0 {
+		return errors.New("ingester: repair_interval, repair_lookback and handoff_timeout must be positive")
+	}
+	if c.RepairSettle < 0 || c.LeaveWait < 0 || c.RepairRate < 0 {
+		return errors.New("ingester: repair_settle, leave_wait and repair_rate must not be negative")
+	}
+	return nil
+}
 
 // Ingester implements ingesterpb.IngesterServer over a Store.
 type Ingester struct {
 	ingesterpb.UnimplementedIngesterServer
-	cfg    Config
-	store  Store
-	logger *slog.Logger
+	cfg     Config
+	store   Store
+	logger  *slog.Logger
+	digests *digestCache
 
 	pushDuration *prometheus.HistogramVec
 	samplesIn    prometheus.Counter
@@ -57,9 +107,12 @@ func New(cfg Config, store Store, logger *slog.Logger, reg prometheus.Registerer
 	if cfg.SelectBatchBytes <= 0 {
 		cfg.SelectBatchBytes = DefaultConfig().SelectBatchBytes
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	f := promauto.With(reg)
 	return &Ingester{
-		cfg: cfg, store: store, logger: logger,
+		cfg: cfg, store: store, logger: logger, digests: &digestCache{store: store, now: time.Now},
 		pushDuration: f.NewHistogramVec(prometheus.HistogramOpts{Name: "vigil_ingester_request_duration_seconds", Help: "Duration of ingester RPCs.", Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"method"}),
 		samplesIn:    f.NewCounter(prometheus.CounterOpts{Name: "vigil_ingester_received_samples_total", Help: "Samples received by Push."}),
 	}, nil

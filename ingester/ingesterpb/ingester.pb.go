@@ -1252,6 +1252,269 @@ func (x *StatsResponse) GetSeriesCountByLabelValuePair() []*NameCount {
 	return nil
 }
 
+type DigestsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	StartMs int64                  `protobuf:"varint,1,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
+	EndMs   int64                  `protobuf:"varint,2,opt,name=end_ms,json=endMs,proto3" json:"end_ms,omitempty"`
+	// Partitions to report; empty means every partition with data.
+	Partitions []uint32 `protobuf:"varint,3,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	PerSeries  bool     `protobuf:"varint,4,opt,name=per_series,json=perSeries,proto3" json:"per_series,omitempty"`
+	// The caller's ring partition count; the call fails (InvalidArgument)
+	// when the ingester's differs, since partitions would not line up.
+	PartitionCount uint32 `protobuf:"varint,5,opt,name=partition_count,json=partitionCount,proto3" json:"partition_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DigestsRequest) Reset() {
+	*x = DigestsRequest{}
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestsRequest) ProtoMessage() {}
+
+func (x *DigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestsRequest.ProtoReflect.Descriptor instead.
+func (*DigestsRequest) Descriptor() ([]byte, []int) {
+	return file_ingester_ingesterpb_ingester_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DigestsRequest) GetStartMs() int64 {
+	if x != nil {
+		return x.StartMs
+	}
+	return 0
+}
+
+func (x *DigestsRequest) GetEndMs() int64 {
+	if x != nil {
+		return x.EndMs
+	}
+	return 0
+}
+
+func (x *DigestsRequest) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *DigestsRequest) GetPerSeries() bool {
+	if x != nil {
+		return x.PerSeries
+	}
+	return false
+}
+
+func (x *DigestsRequest) GetPartitionCount() uint32 {
+	if x != nil {
+		return x.PartitionCount
+	}
+	return 0
+}
+
+// SeriesDigest: labels_hash is xxhash64 of the encoded label set (the ring
+// key); sum is the wrapping sum of storage.SampleDigest over the samples.
+type SeriesDigest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LabelsHash    uint64                 `protobuf:"varint,1,opt,name=labels_hash,json=labelsHash,proto3" json:"labels_hash,omitempty"`
+	Samples       uint64                 `protobuf:"varint,2,opt,name=samples,proto3" json:"samples,omitempty"`
+	Sum           uint64                 `protobuf:"varint,3,opt,name=sum,proto3" json:"sum,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesDigest) Reset() {
+	*x = SeriesDigest{}
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesDigest) ProtoMessage() {}
+
+func (x *SeriesDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesDigest.ProtoReflect.Descriptor instead.
+func (*SeriesDigest) Descriptor() ([]byte, []int) {
+	return file_ingester_ingesterpb_ingester_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SeriesDigest) GetLabelsHash() uint64 {
+	if x != nil {
+		return x.LabelsHash
+	}
+	return 0
+}
+
+func (x *SeriesDigest) GetSamples() uint64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *SeriesDigest) GetSum() uint64 {
+	if x != nil {
+		return x.Sum
+	}
+	return 0
+}
+
+// PartitionDigest: sum is the wrapping sum over the partition's series of
+// a mix of (labels_hash, samples, sum), so it is order-independent.
+type PartitionDigest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     uint32                 `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Series        uint64                 `protobuf:"varint,2,opt,name=series,proto3" json:"series,omitempty"`
+	Samples       uint64                 `protobuf:"varint,3,opt,name=samples,proto3" json:"samples,omitempty"`
+	Sum           uint64                 `protobuf:"varint,4,opt,name=sum,proto3" json:"sum,omitempty"`
+	SeriesDigests []*SeriesDigest        `protobuf:"bytes,5,rep,name=series_digests,json=seriesDigests,proto3" json:"series_digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionDigest) Reset() {
+	*x = PartitionDigest{}
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionDigest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionDigest) ProtoMessage() {}
+
+func (x *PartitionDigest) ProtoReflect() protoreflect.Message {
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionDigest.ProtoReflect.Descriptor instead.
+func (*PartitionDigest) Descriptor() ([]byte, []int) {
+	return file_ingester_ingesterpb_ingester_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PartitionDigest) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionDigest) GetSeries() uint64 {
+	if x != nil {
+		return x.Series
+	}
+	return 0
+}
+
+func (x *PartitionDigest) GetSamples() uint64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *PartitionDigest) GetSum() uint64 {
+	if x != nil {
+		return x.Sum
+	}
+	return 0
+}
+
+func (x *PartitionDigest) GetSeriesDigests() []*SeriesDigest {
+	if x != nil {
+		return x.SeriesDigests
+	}
+	return nil
+}
+
+type DigestsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partitions    []*PartitionDigest     `protobuf:"bytes,1,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DigestsResponse) Reset() {
+	*x = DigestsResponse{}
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DigestsResponse) ProtoMessage() {}
+
+func (x *DigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ingester_ingesterpb_ingester_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DigestsResponse.ProtoReflect.Descriptor instead.
+func (*DigestsResponse) Descriptor() ([]byte, []int) {
+	return file_ingester_ingesterpb_ingester_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DigestsResponse) GetPartitions() []*PartitionDigest {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
 var File_ingester_ingesterpb_ingester_proto protoreflect.FileDescriptor
 
 const file_ingester_ingesterpb_ingester_proto_rawDesc = "" +
@@ -1346,7 +1609,31 @@ const file_ingester_ingesterpb_ingester_proto_rawDesc = "" +
 	"\x1bseries_count_by_metric_name\x18\x05 \x03(\v2\x1c.vigil.ingester.v1.NameCountR\x17seriesCountByMetricName\x12a\n" +
 	"\x1flabel_value_count_by_label_name\x18\x06 \x03(\v2\x1c.vigil.ingester.v1.NameCountR\x1alabelValueCountByLabelName\x12]\n" +
 	"\x1dmemory_in_bytes_by_label_name\x18\a \x03(\v2\x1c.vigil.ingester.v1.NameCountR\x18memoryInBytesByLabelName\x12c\n" +
-	" series_count_by_label_value_pair\x18\b \x03(\v2\x1c.vigil.ingester.v1.NameCountR\x1bseriesCountByLabelValuePair2\xfa\x03\n" +
+	" series_count_by_label_value_pair\x18\b \x03(\v2\x1c.vigil.ingester.v1.NameCountR\x1bseriesCountByLabelValuePair\"\xaa\x01\n" +
+	"\x0eDigestsRequest\x12\x19\n" +
+	"\bstart_ms\x18\x01 \x01(\x03R\astartMs\x12\x15\n" +
+	"\x06end_ms\x18\x02 \x01(\x03R\x05endMs\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x03 \x03(\rR\n" +
+	"partitions\x12\x1d\n" +
+	"\n" +
+	"per_series\x18\x04 \x01(\bR\tperSeries\x12'\n" +
+	"\x0fpartition_count\x18\x05 \x01(\rR\x0epartitionCount\"[\n" +
+	"\fSeriesDigest\x12\x1f\n" +
+	"\vlabels_hash\x18\x01 \x01(\x04R\n" +
+	"labelsHash\x12\x18\n" +
+	"\asamples\x18\x02 \x01(\x04R\asamples\x12\x10\n" +
+	"\x03sum\x18\x03 \x01(\x04R\x03sum\"\xbb\x01\n" +
+	"\x0fPartitionDigest\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x16\n" +
+	"\x06series\x18\x02 \x01(\x04R\x06series\x12\x18\n" +
+	"\asamples\x18\x03 \x01(\x04R\asamples\x12\x10\n" +
+	"\x03sum\x18\x04 \x01(\x04R\x03sum\x12F\n" +
+	"\x0eseries_digests\x18\x05 \x03(\v2\x1f.vigil.ingester.v1.SeriesDigestR\rseriesDigests\"U\n" +
+	"\x0fDigestsResponse\x12B\n" +
+	"\n" +
+	"partitions\x18\x01 \x03(\v2\".vigil.ingester.v1.PartitionDigestR\n" +
+	"partitions2\x99\x05\n" +
 	"\bIngester\x12G\n" +
 	"\x04Push\x12\x1e.vigil.ingester.v1.PushRequest\x1a\x1f.vigil.ingester.v1.PushResponse\x12O\n" +
 	"\x06Select\x12 .vigil.ingester.v1.SelectRequest\x1a!.vigil.ingester.v1.SelectResponse0\x01\x12O\n" +
@@ -1354,7 +1641,11 @@ const file_ingester_ingesterpb_ingester_proto_rawDesc = "" +
 	"\n" +
 	"LabelNames\x12$.vigil.ingester.v1.LabelNamesRequest\x1a%.vigil.ingester.v1.LabelNamesResponse\x12\\\n" +
 	"\vLabelValues\x12%.vigil.ingester.v1.LabelValuesRequest\x1a&.vigil.ingester.v1.LabelValuesResponse\x12J\n" +
-	"\x05Stats\x12\x1f.vigil.ingester.v1.StatsRequest\x1a .vigil.ingester.v1.StatsResponseB1Z/github.com/vigil-tsdb/vigil/ingester/ingesterpbb\x06proto3"
+	"\x05Stats\x12\x1f.vigil.ingester.v1.StatsRequest\x1a .vigil.ingester.v1.StatsResponse\x12P\n" +
+	"\aDigests\x12!.vigil.ingester.v1.DigestsRequest\x1a\".vigil.ingester.v1.DigestsResponse\x12K\n" +
+	"\bBackfill\x12\x1e.vigil.ingester.v1.PushRequest\x1a\x1f.vigil.ingester.v1.PushResponse2V\n" +
+	"\vDistributor\x12G\n" +
+	"\x04Push\x12\x1e.vigil.ingester.v1.PushRequest\x1a\x1f.vigil.ingester.v1.PushResponseB1Z/github.com/vigil-tsdb/vigil/ingester/ingesterpbb\x06proto3"
 
 var (
 	file_ingester_ingesterpb_ingester_proto_rawDescOnce sync.Once
@@ -1369,7 +1660,7 @@ func file_ingester_ingesterpb_ingester_proto_rawDescGZIP() []byte {
 }
 
 var file_ingester_ingesterpb_ingester_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ingester_ingesterpb_ingester_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_ingester_ingesterpb_ingester_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_ingester_ingesterpb_ingester_proto_goTypes = []any{
 	(LabelMatcher_Type)(0),      // 0: vigil.ingester.v1.LabelMatcher.Type
 	(*Label)(nil),               // 1: vigil.ingester.v1.Label
@@ -1392,12 +1683,16 @@ var file_ingester_ingesterpb_ingester_proto_goTypes = []any{
 	(*StatsRequest)(nil),        // 18: vigil.ingester.v1.StatsRequest
 	(*NameCount)(nil),           // 19: vigil.ingester.v1.NameCount
 	(*StatsResponse)(nil),       // 20: vigil.ingester.v1.StatsResponse
-	nil,                         // 21: vigil.ingester.v1.PushResponse.RejectedByReasonEntry
+	(*DigestsRequest)(nil),      // 21: vigil.ingester.v1.DigestsRequest
+	(*SeriesDigest)(nil),        // 22: vigil.ingester.v1.SeriesDigest
+	(*PartitionDigest)(nil),     // 23: vigil.ingester.v1.PartitionDigest
+	(*DigestsResponse)(nil),     // 24: vigil.ingester.v1.DigestsResponse
+	nil,                         // 25: vigil.ingester.v1.PushResponse.RejectedByReasonEntry
 }
 var file_ingester_ingesterpb_ingester_proto_depIdxs = []int32{
 	2,  // 0: vigil.ingester.v1.PushRequest.series:type_name -> vigil.ingester.v1.TimeSeries
 	4,  // 1: vigil.ingester.v1.PushResponse.rejections:type_name -> vigil.ingester.v1.Rejection
-	21, // 2: vigil.ingester.v1.PushResponse.rejected_by_reason:type_name -> vigil.ingester.v1.PushResponse.RejectedByReasonEntry
+	25, // 2: vigil.ingester.v1.PushResponse.rejected_by_reason:type_name -> vigil.ingester.v1.PushResponse.RejectedByReasonEntry
 	0,  // 3: vigil.ingester.v1.LabelMatcher.type:type_name -> vigil.ingester.v1.LabelMatcher.Type
 	6,  // 4: vigil.ingester.v1.SelectRequest.matchers:type_name -> vigil.ingester.v1.LabelMatcher
 	1,  // 5: vigil.ingester.v1.ChunkSeries.labels:type_name -> vigil.ingester.v1.Label
@@ -1412,23 +1707,31 @@ var file_ingester_ingesterpb_ingester_proto_depIdxs = []int32{
 	19, // 14: vigil.ingester.v1.StatsResponse.label_value_count_by_label_name:type_name -> vigil.ingester.v1.NameCount
 	19, // 15: vigil.ingester.v1.StatsResponse.memory_in_bytes_by_label_name:type_name -> vigil.ingester.v1.NameCount
 	19, // 16: vigil.ingester.v1.StatsResponse.series_count_by_label_value_pair:type_name -> vigil.ingester.v1.NameCount
-	3,  // 17: vigil.ingester.v1.Ingester.Push:input_type -> vigil.ingester.v1.PushRequest
-	7,  // 18: vigil.ingester.v1.Ingester.Select:input_type -> vigil.ingester.v1.SelectRequest
-	11, // 19: vigil.ingester.v1.Ingester.Series:input_type -> vigil.ingester.v1.SeriesRequest
-	14, // 20: vigil.ingester.v1.Ingester.LabelNames:input_type -> vigil.ingester.v1.LabelNamesRequest
-	16, // 21: vigil.ingester.v1.Ingester.LabelValues:input_type -> vigil.ingester.v1.LabelValuesRequest
-	18, // 22: vigil.ingester.v1.Ingester.Stats:input_type -> vigil.ingester.v1.StatsRequest
-	5,  // 23: vigil.ingester.v1.Ingester.Push:output_type -> vigil.ingester.v1.PushResponse
-	10, // 24: vigil.ingester.v1.Ingester.Select:output_type -> vigil.ingester.v1.SelectResponse
-	13, // 25: vigil.ingester.v1.Ingester.Series:output_type -> vigil.ingester.v1.SeriesResponse
-	15, // 26: vigil.ingester.v1.Ingester.LabelNames:output_type -> vigil.ingester.v1.LabelNamesResponse
-	17, // 27: vigil.ingester.v1.Ingester.LabelValues:output_type -> vigil.ingester.v1.LabelValuesResponse
-	20, // 28: vigil.ingester.v1.Ingester.Stats:output_type -> vigil.ingester.v1.StatsResponse
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	22, // 17: vigil.ingester.v1.PartitionDigest.series_digests:type_name -> vigil.ingester.v1.SeriesDigest
+	23, // 18: vigil.ingester.v1.DigestsResponse.partitions:type_name -> vigil.ingester.v1.PartitionDigest
+	3,  // 19: vigil.ingester.v1.Ingester.Push:input_type -> vigil.ingester.v1.PushRequest
+	7,  // 20: vigil.ingester.v1.Ingester.Select:input_type -> vigil.ingester.v1.SelectRequest
+	11, // 21: vigil.ingester.v1.Ingester.Series:input_type -> vigil.ingester.v1.SeriesRequest
+	14, // 22: vigil.ingester.v1.Ingester.LabelNames:input_type -> vigil.ingester.v1.LabelNamesRequest
+	16, // 23: vigil.ingester.v1.Ingester.LabelValues:input_type -> vigil.ingester.v1.LabelValuesRequest
+	18, // 24: vigil.ingester.v1.Ingester.Stats:input_type -> vigil.ingester.v1.StatsRequest
+	21, // 25: vigil.ingester.v1.Ingester.Digests:input_type -> vigil.ingester.v1.DigestsRequest
+	3,  // 26: vigil.ingester.v1.Ingester.Backfill:input_type -> vigil.ingester.v1.PushRequest
+	3,  // 27: vigil.ingester.v1.Distributor.Push:input_type -> vigil.ingester.v1.PushRequest
+	5,  // 28: vigil.ingester.v1.Ingester.Push:output_type -> vigil.ingester.v1.PushResponse
+	10, // 29: vigil.ingester.v1.Ingester.Select:output_type -> vigil.ingester.v1.SelectResponse
+	13, // 30: vigil.ingester.v1.Ingester.Series:output_type -> vigil.ingester.v1.SeriesResponse
+	15, // 31: vigil.ingester.v1.Ingester.LabelNames:output_type -> vigil.ingester.v1.LabelNamesResponse
+	17, // 32: vigil.ingester.v1.Ingester.LabelValues:output_type -> vigil.ingester.v1.LabelValuesResponse
+	20, // 33: vigil.ingester.v1.Ingester.Stats:output_type -> vigil.ingester.v1.StatsResponse
+	24, // 34: vigil.ingester.v1.Ingester.Digests:output_type -> vigil.ingester.v1.DigestsResponse
+	5,  // 35: vigil.ingester.v1.Ingester.Backfill:output_type -> vigil.ingester.v1.PushResponse
+	5,  // 36: vigil.ingester.v1.Distributor.Push:output_type -> vigil.ingester.v1.PushResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_ingester_ingesterpb_ingester_proto_init() }
@@ -1442,9 +1745,9 @@ func file_ingester_ingesterpb_ingester_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ingester_ingesterpb_ingester_proto_rawDesc), len(file_ingester_ingesterpb_ingester_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_ingester_ingesterpb_ingester_proto_goTypes,
 		DependencyIndexes: file_ingester_ingesterpb_ingester_proto_depIdxs,

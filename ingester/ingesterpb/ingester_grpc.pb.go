@@ -28,6 +28,8 @@ const (
 	Ingester_LabelNames_FullMethodName  = "/vigil.ingester.v1.Ingester/LabelNames"
 	Ingester_LabelValues_FullMethodName = "/vigil.ingester.v1.Ingester/LabelValues"
 	Ingester_Stats_FullMethodName       = "/vigil.ingester.v1.Ingester/Stats"
+	Ingester_Digests_FullMethodName     = "/vigil.ingester.v1.Ingester/Digests"
+	Ingester_Backfill_FullMethodName    = "/vigil.ingester.v1.Ingester/Backfill"
 )
 
 // IngesterClient is the client API for Ingester service.
@@ -50,6 +52,14 @@ type IngesterClient interface {
 	LabelValues(ctx context.Context, in *LabelValuesRequest, opts ...grpc.CallOption) (*LabelValuesResponse, error)
 	// Stats reports cardinality, as /api/v1/status/tsdb shows it.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
+	// Digests summarises what this ingester stores in [start_ms, end_ms], per
+	// ring partition (repair compares them between replicas; docs/cluster.md).
+	// With per_series, each partition also lists one digest per series.
+	Digests(ctx context.Context, in *DigestsRequest, opts ...grpc.CallOption) (*DigestsResponse, error)
+	// Backfill stores samples of any age (repair and hand-off copy data
+	// between replicas). Results as for Push; exact duplicates are counted,
+	// a different value at a stored timestamp is refused (conflict).
+	Backfill(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushResponse, error)
 }
 
 type ingesterClient struct {
@@ -138,6 +148,26 @@ func (c *ingesterClient) Stats(ctx context.Context, in *StatsRequest, opts ...gr
 	return out, nil
 }
 
+func (c *ingesterClient) Digests(ctx context.Context, in *DigestsRequest, opts ...grpc.CallOption) (*DigestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DigestsResponse)
+	err := c.cc.Invoke(ctx, Ingester_Digests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ingesterClient) Backfill(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushResponse)
+	err := c.cc.Invoke(ctx, Ingester_Backfill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IngesterServer is the server API for Ingester service.
 // All implementations must embed UnimplementedIngesterServer
 // for forward compatibility.
@@ -158,6 +188,14 @@ type IngesterServer interface {
 	LabelValues(context.Context, *LabelValuesRequest) (*LabelValuesResponse, error)
 	// Stats reports cardinality, as /api/v1/status/tsdb shows it.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
+	// Digests summarises what this ingester stores in [start_ms, end_ms], per
+	// ring partition (repair compares them between replicas; docs/cluster.md).
+	// With per_series, each partition also lists one digest per series.
+	Digests(context.Context, *DigestsRequest) (*DigestsResponse, error)
+	// Backfill stores samples of any age (repair and hand-off copy data
+	// between replicas). Results as for Push; exact duplicates are counted,
+	// a different value at a stored timestamp is refused (conflict).
+	Backfill(context.Context, *PushRequest) (*PushResponse, error)
 	mustEmbedUnimplementedIngesterServer()
 }
 
@@ -185,6 +223,12 @@ func (UnimplementedIngesterServer) LabelValues(context.Context, *LabelValuesRequ
 }
 func (UnimplementedIngesterServer) Stats(context.Context, *StatsRequest) (*StatsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Stats not implemented")
+}
+func (UnimplementedIngesterServer) Digests(context.Context, *DigestsRequest) (*DigestsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Digests not implemented")
+}
+func (UnimplementedIngesterServer) Backfill(context.Context, *PushRequest) (*PushResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Backfill not implemented")
 }
 func (UnimplementedIngesterServer) mustEmbedUnimplementedIngesterServer() {}
 func (UnimplementedIngesterServer) testEmbeddedByValue()                  {}
@@ -301,6 +345,42 @@ func _Ingester_Stats_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Ingester_Digests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DigestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngesterServer).Digests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ingester_Digests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngesterServer).Digests(ctx, req.(*DigestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Ingester_Backfill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PushRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IngesterServer).Backfill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Ingester_Backfill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IngesterServer).Backfill(ctx, req.(*PushRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Ingester_ServiceDesc is the grpc.ServiceDesc for Ingester service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -324,6 +404,14 @@ var Ingester_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Stats",
 			Handler:    _Ingester_Stats_Handler,
 		},
+		{
+			MethodName: "Digests",
+			Handler:    _Ingester_Digests_Handler,
+		},
+		{
+			MethodName: "Backfill",
+			Handler:    _Ingester_Backfill_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -337,5 +425,119 @@ var Ingester_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
+	Metadata: "ingester/ingesterpb/ingester.proto",
+}
+
+const (
+	Distributor_Push_FullMethodName = "/vigil.ingester.v1.Distributor/Push"
+)
+
+// DistributorClient is the client API for Distributor service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Distributor is the write entry point for gRPC clients, served by every
+// node with the distributor role: the same validation, limits and
+// replication as the HTTP write endpoints. Push acknowledges only what a
+// write quorum stored; Unavailable means retry (nothing may be assumed
+// stored), InvalidArgument / ResourceExhausted name what is wrong.
+type DistributorClient interface {
+	Push(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushResponse, error)
+}
+
+type distributorClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDistributorClient(cc grpc.ClientConnInterface) DistributorClient {
+	return &distributorClient{cc}
+}
+
+func (c *distributorClient) Push(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PushResponse)
+	err := c.cc.Invoke(ctx, Distributor_Push_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DistributorServer is the server API for Distributor service.
+// All implementations must embed UnimplementedDistributorServer
+// for forward compatibility.
+//
+// Distributor is the write entry point for gRPC clients, served by every
+// node with the distributor role: the same validation, limits and
+// replication as the HTTP write endpoints. Push acknowledges only what a
+// write quorum stored; Unavailable means retry (nothing may be assumed
+// stored), InvalidArgument / ResourceExhausted name what is wrong.
+type DistributorServer interface {
+	Push(context.Context, *PushRequest) (*PushResponse, error)
+	mustEmbedUnimplementedDistributorServer()
+}
+
+// UnimplementedDistributorServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDistributorServer struct{}
+
+func (UnimplementedDistributorServer) Push(context.Context, *PushRequest) (*PushResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Push not implemented")
+}
+func (UnimplementedDistributorServer) mustEmbedUnimplementedDistributorServer() {}
+func (UnimplementedDistributorServer) testEmbeddedByValue()                     {}
+
+// UnsafeDistributorServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DistributorServer will
+// result in compilation errors.
+type UnsafeDistributorServer interface {
+	mustEmbedUnimplementedDistributorServer()
+}
+
+func RegisterDistributorServer(s grpc.ServiceRegistrar, srv DistributorServer) {
+	// If the following call pancis, it indicates UnimplementedDistributorServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Distributor_ServiceDesc, srv)
+}
+
+func _Distributor_Push_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PushRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributorServer).Push(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Distributor_Push_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributorServer).Push(ctx, req.(*PushRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// Distributor_ServiceDesc is the grpc.ServiceDesc for Distributor service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Distributor_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "vigil.ingester.v1.Distributor",
+	HandlerType: (*DistributorServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Push",
+			Handler:    _Distributor_Push_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
 	Metadata: "ingester/ingesterpb/ingester.proto",
 }
