@@ -69,7 +69,7 @@ func TestPush(t *testing.T) {
 			}}
 			cfg := DefaultConfig()
 			cfg.Limits.MaxSamplesPerRequest = 3
-			d, err := New(cfg, ing, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			d, err := New(cfg, Single{Target: Target{Name: "one", Addr: "one", Healthy: true}}, clientMap{"one": ing}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,5 +97,96 @@ func TestPush(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// clientMap resolves addresses to test clients.
+type clientMap map[string]ingesterpb.IngesterClient
+
+func (m clientMap) Get(addr string) (ingesterpb.IngesterClient, error) {
+	if c, ok := m[addr]; ok {
+		return c, nil
+	}
+	return nil, errors.New("no such ingester " + addr)
+}
+
+// three routes every series to the same three ingesters.
+type three []Target
+
+func (t three) Route([]byte) ([]Target, error) { return t, nil }
+func (three) Quorum() int                      { return 2 }
+
+func TestQuorum(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	batch := []model.Series{
+		{Labels: labels.FromStrings("__name__", "a"), Samples: []model.Sample{{T: now.UnixMilli(), V: 1}}},
+		{Labels: labels.FromStrings("__name__", "b"), Samples: []model.Sample{{T: now.UnixMilli(), V: 2}}},
+	}
+	okIng := func() *fakeIngester {
+		return &fakeIngester{push: func(req *ingesterpb.PushRequest) (*ingesterpb.PushResponse, error) {
+			return &ingesterpb.PushResponse{Stored: uint64(len(req.Series))}, nil
+		}}
+	}
+	failIng := &fakeIngester{push: func(*ingesterpb.PushRequest) (*ingesterpb.PushResponse, error) {
+		return nil, status.Error(codes.Unavailable, "disk full")
+	}}
+	block := make(chan struct{})
+	defer close(block)
+	slowIng := &fakeIngester{push: func(req *ingesterpb.PushRequest) (*ingesterpb.PushResponse, error) {
+		<-block
+		return &ingesterpb.PushResponse{Stored: uint64(len(req.Series))}, nil
+	}}
+	tests := []struct {
+		name    string
+		clients clientMap
+		healthy [3]bool
+		wantErr bool
+	}{
+		{"all up", clientMap{"a": okIng(), "b": okIng(), "c": okIng()}, [3]bool{true, true, true}, false},
+		{"one failing", clientMap{"a": okIng(), "b": failIng, "c": okIng()}, [3]bool{true, true, true}, false},
+		{"one known down", clientMap{"a": okIng(), "b": okIng(), "c": okIng()}, [3]bool{true, false, true}, false},
+		{"one hanging: acknowledged without waiting", clientMap{"a": okIng(), "b": slowIng, "c": okIng()}, [3]bool{true, true, true}, false},
+		{"two failing", clientMap{"a": okIng(), "b": failIng, "c": failIng}, [3]bool{true, true, true}, true},
+		{"one failing one down", clientMap{"a": okIng(), "b": failIng, "c": okIng()}, [3]bool{true, true, false}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var targets three
+			for i, n := range []string{"a", "b", "c"} {
+				targets = append(targets, Target{Name: n, Addr: n, Healthy: tc.healthy[i]})
+			}
+			d, err := New(DefaultConfig(), targets, tc.clients, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.now = func() time.Time { return now }
+			res, err := d.Push(context.Background(), batch)
+			if tc.wantErr {
+				if !errors.Is(err, model.ErrUnavailable) || !strings.Contains(err.Error(), "replicas failed") {
+					t.Fatalf("err %v, want a retryable quorum error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Stored != 2 || res.RejectedSamples != 0 {
+				t.Fatalf("result %+v, want 2 stored", res)
+			}
+		})
+	}
+}
+
+func TestScaleResult(t *testing.T) {
+	// Three replicas each stored 9 of 10 samples and refused one as too old.
+	var sum model.PushResult
+	for range 3 {
+		r := model.PushResult{Stored: 9}
+		r.Reject(1, model.Rejection{Reason: model.ReasonTooOld, Series: "x", T: 5, Message: "old"})
+		sum.Merge(r)
+	}
+	got := scaleResult(sum, 10, 30)
+	if got.Stored != 9 || got.RejectedSamples != 1 || got.ByReason[model.ReasonTooOld] != 1 || len(got.Rejections) != 1 {
+		t.Fatalf("scaled %+v", got)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,11 +29,20 @@ type Config struct {
 	Timeout       time.Duration `yaml:"timeout"`
 	MaxSamples    int           `yaml:"max_samples"`
 	LookbackDelta time.Duration `yaml:"lookback_delta"`
+	// IngesterTimeout bounds one call to one ingester.
+	IngesterTimeout time.Duration `yaml:"ingester_timeout"`
+	// HedgeAfter: an ingester that keeps a query waiting this long is
+	// given up on, if the answer stays complete without it.
+	HedgeAfter time.Duration `yaml:"hedge_after"`
+	// AllowPartial answers with a warning instead of an error when more
+	// ingesters failed than the replication tolerates.
+	AllowPartial bool `yaml:"allow_partial"`
 }
 
 // DefaultConfig returns Prometheus' defaults.
 func DefaultConfig() Config {
-	return Config{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, LookbackDelta: 5 * time.Minute}
+	return Config{Timeout: 2 * time.Minute, MaxSamples: 50_000_000, LookbackDelta: 5 * time.Minute,
+		IngesterTimeout: 30 * time.Second, HedgeAfter: time.Second}
 }
 
 // RegisterFlags adds the query flags.
@@ -40,12 +50,15 @@ func (c *Config) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.Timeout, "query.timeout", c.Timeout, "maximum time a query may take")
 	f.IntVar(&c.MaxSamples, "query.max-samples", c.MaxSamples, "samples one query may load into memory at most")
 	f.DurationVar(&c.LookbackDelta, "query.lookback-delta", c.LookbackDelta, "how far back an instant selector looks for a sample")
+	f.DurationVar(&c.IngesterTimeout, "querier.ingester-timeout", c.IngesterTimeout, "timeout of one call to one ingester")
+	f.DurationVar(&c.HedgeAfter, "querier.hedge-after", c.HedgeAfter, "stop waiting for an ingester silent this long when the answer is complete without it (cluster mode)")
+	f.BoolVar(&c.AllowPartial, "querier.allow-partial", c.AllowPartial, "when more ingesters fail than replication tolerates, answer with a warning instead of failing (cluster mode)")
 }
 
 // Validate reports the first problem with c.
 func (c Config) Validate() error {
-	if c.Timeout <= 0 || c.MaxSamples <= 0 || c.LookbackDelta <= 0 {
-		return errors.New("querier: timeout, max_samples and lookback_delta must be positive")
+	if c.Timeout <= 0 || c.MaxSamples <= 0 || c.LookbackDelta <= 0 || c.IngesterTimeout <= 0 || c.HedgeAfter <= 0 {
+		return errors.New("querier: timeout, max_samples, lookback_delta, ingester_timeout and hedge_after must be positive")
 	}
 	return nil
 }
@@ -66,47 +79,90 @@ func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) *prom
 	})
 }
 
-// Clients returns the ingesters to query. The caller must not modify the
-// returned slice.
-type Clients func() []ingesterpb.IngesterClient
+// Ingester is one ingester a query may read from.
+type Ingester struct {
+	Name    string
+	Client  ingesterpb.IngesterClient
+	Healthy bool // false: known down, counted as failed without a call
+}
 
-// Queryable fans reads out to every ingester Clients returns.
+// Replication says how many copies of each series exist and how many
+// ingesters acknowledged each write; Factor-Quorum ingesters may fail with
+// every answer still complete.
+type Replication struct{ Factor, Quorum int }
+
+// Ingesters returns every ingester that may hold data and the replication.
+// The caller must not modify the returned slice.
+type Ingesters func() ([]Ingester, Replication)
+
+// Queryable fans reads out to every ingester and merges the replicas.
 type Queryable struct {
-	clients Clients
-	logger  *slog.Logger
+	cfg       Config
+	ingesters Ingesters
+	logger    *slog.Logger
+	metrics   *metrics
 }
 
 var _ storage.Queryable = (*Queryable)(nil)
 
 // New returns a Queryable over the ingesters.
-func New(clients Clients, logger *slog.Logger) *Queryable {
-	return &Queryable{clients: clients, logger: logger}
+func New(cfg Config, ingesters Ingesters, logger *slog.Logger, reg prometheus.Registerer) (*Queryable, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Queryable{cfg: cfg, ingesters: ingesters, logger: logger, metrics: m}, nil
 }
 
 // Querier implements storage.Queryable.
 func (q *Queryable) Querier(mint, maxt int64) (storage.Querier, error) {
-	return &querier{clients: q.clients(), mint: mint, maxt: maxt}, nil
+	ings, repl := q.ingesters()
+	return &querier{q: q, ings: ings, repl: repl, mint: mint, maxt: maxt}, nil
 }
 
-// TSDBStatus asks every ingester for its cardinality and adds them up.
+// TSDBStatus asks every ingester for its cardinality and adds them up. In
+// a cluster every series is counted once per replica, so the sums are
+// divided by the replication factor (an estimate: exact when every series
+// is at full replication and every ingester answered).
 func (q *Queryable) TSDBStatus(ctx context.Context, limit int) (model.TSDBStatus, error) {
-	var st model.TSDBStatus
-	for _, c := range q.clients() {
+	ings, repl := q.ingesters()
+	qq := &querier{q: q, ings: ings, repl: repl}
+	resps, _, err := gather(ctx, qq, qq.newFanout(), func(ctx context.Context, c ingesterpb.IngesterClient) (*ingesterpb.StatsResponse, error) {
 		r, err := c.Stats(ctx, &ingesterpb.StatsRequest{Limit: int64(limit)})
-		if err != nil {
-			return st, ingesterpb.FromStatus(err)
-		}
+		return r, ingesterpb.FromStatus(err)
+	})
+	var st model.TSDBStatus
+	if err != nil {
+		return st, err
+	}
+	for _, r := range resps {
 		st.NumSeries += r.NumSeries
 		st.NumLabelPairs += r.NumLabelPairs
 		if st.MinTime == 0 || r.MinTimeMs < st.MinTime {
 			st.MinTime = r.MinTimeMs
 		}
 		st.MaxTime = max(st.MaxTime, r.MaxTimeMs)
-		st.SeriesCountByMetricName = addCounts(st.SeriesCountByMetricName, r.SeriesCountByMetricName, limit)
-		st.LabelValueCountByLabelName = addCounts(st.LabelValueCountByLabelName, r.LabelValueCountByLabelName, limit)
-		st.MemoryInBytesByLabelName = addCounts(st.MemoryInBytesByLabelName, r.MemoryInBytesByLabelName, limit)
-		st.SeriesCountByLabelValuePair = addCounts(st.SeriesCountByLabelValuePair, r.SeriesCountByLabelValuePair, limit)
+		st.SeriesCountByMetricName = addCounts(st.SeriesCountByMetricName, r.SeriesCountByMetricName, 0)
+		st.LabelValueCountByLabelName = addCounts(st.LabelValueCountByLabelName, r.LabelValueCountByLabelName, 0)
+		st.MemoryInBytesByLabelName = addCounts(st.MemoryInBytesByLabelName, r.MemoryInBytesByLabelName, 0)
+		st.SeriesCountByLabelValuePair = addCounts(st.SeriesCountByLabelValuePair, r.SeriesCountByLabelValuePair, 0)
 	}
+	if f := uint64(qq.repl.Factor); f > 1 {
+		st.NumSeries /= f
+		st.NumLabelPairs /= f
+		for _, l := range [][]model.NameCount{st.SeriesCountByMetricName, st.LabelValueCountByLabelName, st.MemoryInBytesByLabelName, st.SeriesCountByLabelValuePair} {
+			for i := range l {
+				l[i].Value /= f
+			}
+		}
+	}
+	st.SeriesCountByMetricName = addCounts(st.SeriesCountByMetricName, nil, limit)
+	st.LabelValueCountByLabelName = addCounts(st.LabelValueCountByLabelName, nil, limit)
+	st.MemoryInBytesByLabelName = addCounts(st.MemoryInBytesByLabelName, nil, limit)
+	st.SeriesCountByLabelValuePair = addCounts(st.SeriesCountByLabelValuePair, nil, limit)
 	return st, nil
 }
 
@@ -140,12 +196,29 @@ func addCounts(into []model.NameCount, add []*ingesterpb.NameCount, limit int) [
 }
 
 type querier struct {
-	clients    []ingesterpb.IngesterClient
+	q          *Queryable
+	ings       []Ingester
+	repl       Replication
 	mint, maxt int64
+
+	mu      sync.Mutex // protects cancels
+	cancels []context.CancelFunc
 }
 
-func (q *querier) Close() error { return nil }
+// Close stops the Select streams still open (a query that stopped reading
+// early leaves them waiting to send).
+func (q *querier) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, c := range q.cancels {
+		c()
+	}
+	q.cancels = nil
+	return nil
+}
 
+// Select fans out to every ingester and merges the replicas' series
+// (identical samples are deduplicated by the merge).
 func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
@@ -154,14 +227,26 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 	if hints != nil && hints.Func == "series" {
 		return q.selectSeriesOnly(ctx, mint, maxt, hints.Limit, ms)
 	}
+	f := q.newFanout()
+	if _, err := f.outcome(); err != nil { // too many known down already
+		return storage.ErrSeriesSet(err)
+	}
 	req := &ingesterpb.SelectRequest{StartMs: mint, EndMs: maxt, Matchers: ingesterpb.FromMatchers(ms)}
-	sets := make([]storage.SeriesSet, 0, len(q.clients))
-	for _, c := range q.clients {
-		stream, err := c.Select(ctx, req)
-		if err != nil {
-			return storage.ErrSeriesSet(fmt.Errorf("select from ingester: %w", ingesterpb.FromStatus(err)))
+	var sets []storage.SeriesSet
+	for _, ing := range q.ings {
+		if ing.Healthy {
+			ss := newStreamSet(ctx, q.q.cfg, f, ing, req)
+			q.mu.Lock()
+			q.cancels = append(q.cancels, ss.cancel)
+			q.mu.Unlock()
+			sets = append(sets, storage.NewSeriesSetFromChunkSeriesSet(ss))
 		}
-		sets = append(sets, storage.NewSeriesSetFromChunkSeriesSet(&streamSet{stream: stream}))
+	}
+	if len(sets) == 0 {
+		if w, err := f.outcome(); err != nil || len(w) > 0 {
+			return &listSeriesSet{i: -1, warnings: w, err: err}
+		}
+		return storage.EmptySeriesSet()
 	}
 	if len(sets) == 1 {
 		return sets[0]
@@ -173,72 +258,155 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints
 // API) through the Series RPC, which sends no chunks.
 func (q *querier) selectSeriesOnly(ctx context.Context, mint, maxt int64, limit int, ms []*labels.Matcher) storage.SeriesSet {
 	req := &ingesterpb.SeriesRequest{StartMs: mint, EndMs: maxt, Matchers: ingesterpb.FromMatchers(ms), Limit: int64(limit)}
-	var all []storage.Series
-	var sb labels.ScratchBuilder
-	for _, c := range q.clients {
+	lists, w, err := gather(ctx, q, q.newFanout(), func(ctx context.Context, c ingesterpb.IngesterClient) ([]storage.Series, error) {
 		stream, err := c.Series(ctx, req)
 		if err != nil {
-			return storage.ErrSeriesSet(fmt.Errorf("series from ingester: %w", ingesterpb.FromStatus(err)))
+			return nil, fmt.Errorf("series from ingester: %w", ingesterpb.FromStatus(err))
 		}
+		var out []storage.Series
+		var sb labels.ScratchBuilder
 		for {
 			resp, err := stream.Recv()
 			if err == io.EOF {
-				break
+				return out, nil
 			}
 			if err != nil {
-				return storage.ErrSeriesSet(fmt.Errorf("series from ingester: %w", ingesterpb.FromStatus(err)))
+				return nil, fmt.Errorf("series from ingester: %w", ingesterpb.FromStatus(err))
 			}
 			for _, ls := range resp.Series {
-				all = append(all, storage.NewListSeries(ingesterpb.ToLabels(ls.Labels, &sb), nil))
+				out = append(out, storage.NewListSeries(ingesterpb.ToLabels(ls.Labels, &sb), nil))
 			}
 		}
+	})
+	if err != nil {
+		return storage.ErrSeriesSet(err)
 	}
+	all := slices.Concat(lists...)
 	slices.SortFunc(all, func(a, b storage.Series) int { return labels.Compare(a.Labels(), b.Labels()) })
 	all = slices.CompactFunc(all, func(a, b storage.Series) bool { return labels.Equal(a.Labels(), b.Labels()) })
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
 	}
-	return &listSeriesSet{list: all, i: -1}
+	return &listSeriesSet{list: all, i: -1, warnings: w}
 }
 
 type listSeriesSet struct {
-	list []storage.Series
-	i    int
+	list     []storage.Series
+	i        int
+	warnings annotations.Annotations
+	err      error
 }
 
 func (l *listSeriesSet) Next() bool                        { l.i++; return l.i < len(l.list) }
 func (l *listSeriesSet) At() storage.Series                { return l.list[l.i] }
-func (l *listSeriesSet) Err() error                        { return nil }
-func (l *listSeriesSet) Warnings() annotations.Annotations { return nil }
+func (l *listSeriesSet) Err() error                        { return l.err }
+func (l *listSeriesSet) Warnings() annotations.Annotations { return l.warnings }
 
-// streamSet reads a Select stream lazily, one message at a time.
+// streamSet reads one ingester's Select stream, a message ahead. An
+// ingester that fails, or keeps the set waiting longer than HedgeAfter
+// while the answer is complete without it, ends the set early without an
+// error; beyond the tolerance the set fails (or warns, with AllowPartial).
 type streamSet struct {
-	stream ingesterpb.Ingester_SelectClient
-	buf    []*ingesterpb.ChunkSeries
-	cur    *ingesterpb.ChunkSeries
-	sb     labels.ScratchBuilder
-	err    error
-	done   bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	cfg     Config
+	f       *fanout
+	name    string
+	msgs    chan *ingesterpb.SelectResponse
+	recvErr error // set before msgs is closed
+
+	buf  []*ingesterpb.ChunkSeries
+	cur  *ingesterpb.ChunkSeries
+	sb   labels.ScratchBuilder
+	err  error
+	warn annotations.Annotations
+	done bool
+}
+
+func newStreamSet(ctx context.Context, cfg Config, f *fanout, ing Ingester, req *ingesterpb.SelectRequest) *streamSet {
+	ctx, cancel := context.WithTimeout(ctx, cfg.IngesterTimeout)
+	s := &streamSet{ctx: ctx, cancel: cancel, cfg: cfg, f: f, name: ing.Name, msgs: make(chan *ingesterpb.SelectResponse, 1)}
+	go s.receive(ing.Client, req)
+	return s
+}
+
+func (s *streamSet) receive(c ingesterpb.IngesterClient, req *ingesterpb.SelectRequest) {
+	defer close(s.msgs)
+	stream, err := c.Select(s.ctx, req)
+	if err != nil {
+		s.recvErr = fmt.Errorf("select from ingester %s: %w", s.name, ingesterpb.FromStatus(err))
+		return
+	}
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			s.recvErr = fmt.Errorf("select from ingester %s: %w", s.name, ingesterpb.FromStatus(err))
+			return
+		}
+		select {
+		case s.msgs <- resp:
+		case <-s.ctx.Done():
+			s.recvErr = s.ctx.Err()
+			return
+		}
+	}
 }
 
 func (s *streamSet) Next() bool {
 	for len(s.buf) == 0 {
-		if s.done || s.err != nil {
+		if s.done {
 			return false
 		}
-		resp, err := s.stream.Recv()
-		if err == io.EOF {
-			s.done = true
-			return false
+		hedge := time.NewTimer(s.cfg.HedgeAfter)
+		select {
+		case resp, ok := <-s.msgs:
+			hedge.Stop()
+			if !ok {
+				s.finish(s.recvErr)
+				return false
+			}
+			s.buf = resp.Series
+		case <-hedge.C:
+			if s.f.giveUp(s.name) {
+				s.finish(nil)
+				return false
+			}
+			// Needed for a complete answer: keep waiting, up to the
+			// ingester timeout.
+			select {
+			case resp, ok := <-s.msgs:
+				if !ok {
+					s.finish(s.recvErr)
+					return false
+				}
+				s.buf = resp.Series
+			case <-s.ctx.Done():
+				s.finish(fmt.Errorf("select from ingester %s: %w", s.name, s.ctx.Err()))
+				return false
+			}
 		}
-		if err != nil {
-			s.err = fmt.Errorf("select from ingester: %w", ingesterpb.FromStatus(err))
-			return false
-		}
-		s.buf = resp.Series
 	}
 	s.cur, s.buf = s.buf[0], s.buf[1:]
 	return true
+}
+
+// finish ends the set; err is the ingester's failure, if any.
+func (s *streamSet) finish(err error) {
+	s.done = true
+	s.cancel()
+	if errors.Is(err, model.ErrBadData) { // the request's fault, not the ingester's
+		s.err = err
+		return
+	}
+	if err != nil {
+		s.f.fail(s.name, err)
+	} else {
+		s.f.q.metrics.calls.WithLabelValues("ok").Inc()
+	}
+	s.warn, s.err = s.f.outcome()
 }
 
 func (s *streamSet) At() storage.ChunkSeries {
@@ -246,7 +414,7 @@ func (s *streamSet) At() storage.ChunkSeries {
 }
 
 func (s *streamSet) Err() error                        { return s.err }
-func (s *streamSet) Warnings() annotations.Annotations { return nil }
+func (s *streamSet) Warnings() annotations.Annotations { return s.warn }
 
 type wireSeries struct {
 	lset   labels.Labels
@@ -289,27 +457,33 @@ func (it *wireChunkIter) At() chunks.Meta { return it.cur }
 func (it *wireChunkIter) Err() error      { return it.err }
 
 func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	var all []string
-	for _, c := range q.clients {
-		r, err := c.LabelNames(ctx, &ingesterpb.LabelNamesRequest{StartMs: q.mint, EndMs: q.maxt, Matchers: ingesterpb.FromMatchers(ms), Limit: limitOf(hints)})
+	req := &ingesterpb.LabelNamesRequest{StartMs: q.mint, EndMs: q.maxt, Matchers: ingesterpb.FromMatchers(ms), Limit: limitOf(hints)}
+	lists, w, err := gather(ctx, q, q.newFanout(), func(ctx context.Context, c ingesterpb.IngesterClient) ([]string, error) {
+		r, err := c.LabelNames(ctx, req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("label names from ingester: %w", ingesterpb.FromStatus(err))
+			return nil, fmt.Errorf("label names from ingester: %w", ingesterpb.FromStatus(err))
 		}
-		all = append(all, r.Names...)
+		return r.Names, nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return sortedUnique(all, hints), nil, nil
+	return sortedUnique(slices.Concat(lists...), hints), w, nil
 }
 
 func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	var all []string
-	for _, c := range q.clients {
-		r, err := c.LabelValues(ctx, &ingesterpb.LabelValuesRequest{Name: name, StartMs: q.mint, EndMs: q.maxt, Matchers: ingesterpb.FromMatchers(ms), Limit: limitOf(hints)})
+	req := &ingesterpb.LabelValuesRequest{Name: name, StartMs: q.mint, EndMs: q.maxt, Matchers: ingesterpb.FromMatchers(ms), Limit: limitOf(hints)}
+	lists, w, err := gather(ctx, q, q.newFanout(), func(ctx context.Context, c ingesterpb.IngesterClient) ([]string, error) {
+		r, err := c.LabelValues(ctx, req)
 		if err != nil {
-			return nil, nil, fmt.Errorf("label values from ingester: %w", ingesterpb.FromStatus(err))
+			return nil, fmt.Errorf("label values from ingester: %w", ingesterpb.FromStatus(err))
 		}
-		all = append(all, r.Values...)
+		return r.Values, nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	return sortedUnique(all, hints), nil, nil
+	return sortedUnique(slices.Concat(lists...), hints), w, nil
 }
 
 func limitOf(h *storage.LabelHints) int64 {

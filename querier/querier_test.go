@@ -3,8 +3,10 @@ package querier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 type fakeIngester struct {
 	ingesterpb.IngesterClient
 	selectFn      func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error)
+	streamErr     error // returned by the Select stream after its responses
 	labelValuesFn func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error)
 	seriesFn      func(*ingesterpb.SeriesRequest) (grpc.ServerStreamingClient[ingesterpb.SeriesResponse], error)
 }
@@ -60,7 +63,7 @@ func TestSeriesOnlySelectUsesSeriesRPC(t *testing.T) {
 			},
 		}
 	}
-	q := New(func() []ingesterpb.IngesterClient { return []ingesterpb.IngesterClient{mk("b", "a"), mk("c", "a")} }, nil)
+	q := newTestQueryable(t, []ingesterpb.IngesterClient{mk("b", "a"), mk("c", "a")})
 	qr, _ := q.Querier(0, 100)
 	ss := qr.Select(context.Background(), true, &storage.SelectHints{Start: 0, End: 100, Func: "series"}, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
 	var got []string
@@ -77,7 +80,7 @@ func (f *fakeIngester) Select(_ context.Context, req *ingesterpb.SelectRequest, 
 	if err != nil {
 		return nil, err
 	}
-	return &fakeStream{resps: resps}, nil
+	return &fakeStream{resps: resps, err: f.streamErr}, nil
 }
 
 func (f *fakeIngester) Series(_ context.Context, req *ingesterpb.SeriesRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[ingesterpb.SeriesResponse], error) {
@@ -162,7 +165,7 @@ func TestSelectMergesReplicasAndOverlappingChunks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q := New(func() []ingesterpb.IngesterClient { return tc.clients }, nil)
+			q := newTestQueryable(t, tc.clients)
 			got, err := collect(t, q, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
 			if err != nil {
 				t.Fatal(err)
@@ -199,7 +202,7 @@ func TestSelectErrorsAreNotSilent(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			q := New(func() []ingesterpb.IngesterClient { return []ingesterpb.IngesterClient{tc.ing} }, nil)
+			q := newTestQueryable(t, []ingesterpb.IngesterClient{tc.ing})
 			_, err := collect(t, q, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
@@ -210,14 +213,98 @@ func TestSelectErrorsAreNotSilent(t *testing.T) {
 
 func TestStreamErrorMidway(t *testing.T) {
 	// A stream that fails after one message must surface the failure.
-	stream := &fakeStream{resps: []*ingesterpb.SelectResponse{{Series: []*ingesterpb.ChunkSeries{series(t, labels.FromStrings("__name__", "x"), xorChunk(t, model.Sample{T: 1, V: 1}))}}}, err: status.Error(codes.Unavailable, "connection reset")}
-	set := &streamSet{stream: stream}
-	n := 0
-	for set.Next() {
-		n++
+	ing := &fakeIngester{
+		selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+			return []*ingesterpb.SelectResponse{{Series: []*ingesterpb.ChunkSeries{series(t, labels.FromStrings("__name__", "x"), xorChunk(t, model.Sample{T: 1, V: 1}))}}}, nil
+		},
+		streamErr: status.Error(codes.Unavailable, "connection reset"),
 	}
-	if n != 1 || !errors.Is(set.Err(), model.ErrUnavailable) {
-		t.Fatalf("read %d series, err %v", n, set.Err())
+	got, err := collect(t, newTestQueryable(t, []ingesterpb.IngesterClient{ing}), labels.MustNewMatcher(labels.MatchEqual, "__name__", "x"))
+	if !errors.Is(err, model.ErrUnavailable) || !strings.Contains(err.Error(), "connection reset") {
+		t.Fatalf("read %v, err %v", got, err)
+	}
+}
+
+// With RF=3 and quorum 2, one failed, down or hanging ingester leaves the
+// answer complete; two make it an error, or a warning with AllowPartial.
+func TestReplicaTolerance(t *testing.T) {
+	lset := labels.FromStrings("__name__", "x")
+	good := func() *fakeIngester {
+		return &fakeIngester{selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+			return []*ingesterpb.SelectResponse{{Series: []*ingesterpb.ChunkSeries{series(t, lset, xorChunk(t, model.Sample{T: 1, V: 1}, model.Sample{T: 2, V: 2}))}}}, nil
+		}, labelValuesFn: func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error) {
+			return &ingesterpb.LabelValuesResponse{Values: []string{"v"}}, nil
+		}}
+	}
+	failing := &fakeIngester{selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+		return nil, status.Error(codes.Unavailable, "connection refused")
+	}, labelValuesFn: func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error) {
+		return nil, status.Error(codes.Unavailable, "connection refused")
+	}}
+	midway := good()
+	midway.streamErr = status.Error(codes.Unavailable, "connection reset")
+	release := make(chan struct{})
+	defer close(release)
+	hanging := &fakeIngester{selectFn: func(*ingesterpb.SelectRequest) ([]*ingesterpb.SelectResponse, error) {
+		<-release
+		return nil, status.Error(codes.Canceled, "gave up")
+	}, labelValuesFn: func(*ingesterpb.LabelValuesRequest) (*ingesterpb.LabelValuesResponse, error) {
+		<-release
+		return nil, status.Error(codes.Canceled, "gave up")
+	}}
+	tests := []struct {
+		name         string
+		ings         []Ingester
+		allowPartial bool
+		wantErr      bool
+		wantWarning  bool
+	}{
+		{name: "all up", ings: []Ingester{{"a", good(), true}, {"b", good(), true}, {"c", good(), true}}},
+		{name: "one refused", ings: []Ingester{{"a", good(), true}, {"b", failing, true}, {"c", good(), true}}},
+		{name: "one fails midway", ings: []Ingester{{"a", good(), true}, {"b", midway, true}, {"c", good(), true}}},
+		{name: "one known down", ings: []Ingester{{"a", good(), true}, {"b", nil, false}, {"c", good(), true}}},
+		{name: "one hanging is hedged", ings: []Ingester{{"a", good(), true}, {"b", hanging, true}, {"c", good(), true}}},
+		{name: "two failed", ings: []Ingester{{"a", good(), true}, {"b", failing, true}, {"c", nil, false}}, wantErr: true},
+		{name: "two failed, partial allowed", ings: []Ingester{{"a", good(), true}, {"b", failing, true}, {"c", nil, false}}, allowPartial: true, wantWarning: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.HedgeAfter = 50 * time.Millisecond
+			cfg.AllowPartial = tc.allowPartial
+			q, err := New(cfg, func() ([]Ingester, Replication) { return tc.ings, Replication{Factor: 3, Quorum: 2} }, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qr, _ := q.Querier(math.MinInt64, math.MaxInt64)
+			ss := qr.Select(context.Background(), true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "x"))
+			n := 0
+			for ss.Next() {
+				it := ss.At().Iterator(nil)
+				for it.Next() != chunkenc.ValNone {
+					n++
+				}
+			}
+			if tc.wantErr {
+				if !errors.Is(ss.Err(), model.ErrUnavailable) || !strings.Contains(ss.Err().Error(), "incomplete") {
+					t.Fatalf("err %v, want an incomplete-answer error", ss.Err())
+				}
+				return
+			}
+			if ss.Err() != nil {
+				t.Fatal(ss.Err())
+			}
+			if n != 2 {
+				t.Fatalf("read %d samples, want the 2 deduplicated ones", n)
+			}
+			if w := ss.Warnings(); (len(w) > 0) != tc.wantWarning {
+				t.Fatalf("warnings %v, want some: %v", w, tc.wantWarning)
+			}
+			_, lw, err := qr.LabelValues(context.Background(), "x", nil)
+			if tc.wantWarning != (len(lw) > 0) || err != nil {
+				t.Fatalf("label values: warnings %v err %v", lw, err)
+			}
+		})
 	}
 }
 
@@ -227,10 +314,24 @@ func TestLabelValuesUnion(t *testing.T) {
 			return &ingesterpb.LabelValuesResponse{Values: vals}, nil
 		}}
 	}
-	q := New(func() []ingesterpb.IngesterClient { return []ingesterpb.IngesterClient{mk("b", "a"), mk("c", "a")} }, nil)
+	q := newTestQueryable(t, []ingesterpb.IngesterClient{mk("b", "a"), mk("c", "a")})
 	qr, _ := q.Querier(0, time.Now().UnixMilli())
 	vals, _, err := qr.LabelValues(context.Background(), "x", nil)
 	if err != nil || len(vals) != 3 || vals[0] != "a" || vals[2] != "c" {
 		t.Fatalf("got %v %v", vals, err)
 	}
+}
+
+// newTestQueryable is a single-replica Queryable over clients.
+func newTestQueryable(t *testing.T, clients []ingesterpb.IngesterClient) *Queryable {
+	t.Helper()
+	var ings []Ingester
+	for i, c := range clients {
+		ings = append(ings, Ingester{Name: fmt.Sprintf("ing-%d", i), Client: c, Healthy: true})
+	}
+	q, err := New(DefaultConfig(), func() ([]Ingester, Replication) { return ings, Replication{Factor: 1, Quorum: 1} }, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
 }
