@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -175,8 +176,11 @@ func TestCompareFlags(t *testing.T) {
 		wantSystems string
 		wantErr     bool
 	}{
-		{name: "defaults", args: nil, wantSeries: 100_000, wantSamples: 360, wantSystems: "vigil,vm,prom"},
-		{name: "small", args: []string{"-small"}, wantSeries: 10_000, wantSamples: 360, wantSystems: "vigil,vm,prom"},
+		{name: "defaults", args: nil, wantSeries: 100_000, wantSamples: 360, wantSystems: "vigil,vm,prom,cluster"},
+		{name: "small", args: []string{"-small"}, wantSeries: 10_000, wantSamples: 360, wantSystems: "vigil,vm,prom,cluster"},
+		{name: "without the cluster", args: []string{"-cluster=false"}, wantSeries: 100_000, wantSamples: 360, wantSystems: "vigil,vm,prom"},
+		{name: "cluster only", args: []string{"-systems", "cluster"}, wantSeries: 100_000, wantSamples: 360, wantSystems: "cluster"},
+		{name: "nothing left", args: []string{"-systems", "cluster", "-cluster=false"}, wantErr: true},
 		{name: "small with explicit series", args: []string{"-small", "-series", "2000", "-systems", "vm,prom"}, wantSeries: 2000, wantSamples: 360, wantSystems: "vm,prom"},
 		{name: "unknown system", args: []string{"-systems", "vm,influx"}, wantErr: true},
 		{name: "duplicate system", args: []string{"-systems", "vm,vm"}, wantErr: true},
@@ -216,10 +220,12 @@ func TestReportRatiosAndErrors(t *testing.T) {
 	vm := mk(victoriaMetricsSystem("vm"), 400_000, 500_000)
 	prom := mk(prometheusSystem("prom"), 100_000, 2_000_000)
 	v.queries[0] = queryResult{err: errors.New("empty result")}
+	skipped := &measurement{sys: vigilClusterSystem("/x/vigil"), skipped: true}
 	var out bytes.Buffer
-	writeReport(&out, cfg, []*measurement{v, vm, prom}, time.Minute)
+	writeReport(&out, cfg, []*measurement{v, skipped, vm, prom}, time.Minute)
 	s := out.String()
 	for _, want := range []string{
+		"| figure | Vigil | VictoriaMetrics | Prometheus | Vigil/VM | Vigil/Prom |\n",
 		"| ingest, samples/s (higher is better) | 200000 | 400000 | 100000 | 0.50× | 2.00× |",
 		"| disk, bytes per sample, whole data dir | 1.000 | 0.500 | 2.000 | 2.00× | 0.50× |",
 		"error: empty result",
@@ -229,6 +235,41 @@ func TestReportRatiosAndErrors(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("report lacks %q:\n%s", want, s)
 		}
+	}
+	if strings.Contains(s, "cluster") {
+		t.Errorf("a skipped cluster shows in the report:\n%s", s)
+	}
+
+	// With the cluster: its column, its ratio to single-node Vigil, and
+	// the ≥ 0.33× target.
+	for _, tc := range []struct {
+		name    string
+		rate    float64
+		verdict string
+		ratio   string
+	}{
+		{name: "below target", rate: 60_000, verdict: "0.30× (target ≥ 0.33×): NOT met", ratio: "0.30×"},
+		{name: "at target", rate: 66_000, verdict: "0.33× (target ≥ 0.33×): met", ratio: "0.33×"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mk(vigilClusterSystem("/x/vigil"), tc.rate, 9_000_000)
+			c.queries[1] = queryResult{err: errors.New("HTTP 503")}
+			var out bytes.Buffer
+			writeReport(&out, cfg, []*measurement{v, c, vm, prom}, time.Minute)
+			s := out.String()
+			for _, want := range []string{
+				"| figure | Vigil | VictoriaMetrics | Prometheus | Vigil cluster | Vigil/VM | Vigil/Prom | cluster/Vigil |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+				fmt.Sprintf("| ingest, samples/s (higher is better) | 200000 | 400000 | 100000 | %.0f | 0.50× | 2.00× | %s |", tc.rate, tc.ratio),
+				"| disk, bytes per sample, whole data dir | 1.000 | 0.500 | 2.000 | 9.000 | 2.00× | 0.50× | not flushed |",
+				"| 2.00 | 2.00 | 2.00 | error: HTTP 503 | 1.00× | 1.00× | — |",
+				"cluster ingest (3 ingesters, RF 3) vs single-node Vigil: " + tc.verdict,
+				"- Vigil cluster: 3 × `vigil -target=ingester`",
+			} {
+				if !strings.Contains(s, want) {
+					t.Errorf("report lacks %q:\n%s", want, s)
+				}
+			}
+		})
 	}
 }
 

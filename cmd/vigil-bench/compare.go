@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,8 +74,9 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	fs.SetOutput(stderr)
 	cfg := &compareConfig{load: loadgen.DefaultConfig()}
 	cfg.load.RegisterFlags(fs)
-	fs.BoolVar(&cfg.small, "small", false, "small load: 10k series (100 hosts) × the default samples, about a minute for all three systems; -series still overrides")
-	systems := fs.String("systems", "vigil,vm,prom", "systems to run, comma-separated, of vigil, vm, prom")
+	fs.BoolVar(&cfg.small, "small", false, "small load: 10k series (100 hosts) × the default samples, about a minute and a half for all four systems; -series still overrides")
+	systems := fs.String("systems", "vigil,vm,prom,cluster", "systems to run, comma-separated, of vigil, vm, prom, cluster (a Vigil cluster of 3 ingesters with RF 3 and a distributor+querier front, all on this machine)")
+	cluster := fs.Bool("cluster", true, "run the Vigil cluster when -systems lists it; -cluster=false leaves it out")
 	fs.StringVar(&cfg.vigilPath, "vigil", "", "vigil binary (default: vigil next to vigil-bench)")
 	fs.StringVar(&cfg.vmPath, "victoria-metrics", "victoria-metrics", "VictoriaMetrics binary")
 	fs.StringVar(&cfg.promPath, "prometheus", "prometheus", "Prometheus binary")
@@ -110,15 +110,21 @@ func parseCompareFlags(args []string, stderr io.Writer) (*compareConfig, error) 
 	for _, s := range strings.Split(*systems, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "vigil", "vm", "prom":
+		case "vigil", "vm", "prom", "cluster":
 		default:
-			return nil, fmt.Errorf("unknown system %q (want vigil, vm, prom)", s)
+			return nil, fmt.Errorf("unknown system %q (want vigil, vm, prom, cluster)", s)
 		}
 		if seen[s] {
 			return nil, fmt.Errorf("system %q listed twice", s)
 		}
 		seen[s] = true
+		if s == "cluster" && !*cluster {
+			continue
+		}
 		cfg.systems = append(cfg.systems, s)
+	}
+	if len(cfg.systems) == 0 {
+		return nil, errors.New("no system to run")
 	}
 	if cfg.vigilPath == "" {
 		exe, err := os.Executable()
@@ -137,8 +143,12 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	// In the order they run: the cluster right after the single node, so
+	// that their ratio is least affected by whatever else the machine does
+	// meanwhile.
 	all := []*system{
 		vigilSystem(cfg.vigilPath),
+		vigilClusterSystem(cfg.vigilPath),
 		victoriaMetricsSystem(cfg.vmPath),
 		prometheusSystem(cfg.promPath),
 	}
@@ -210,37 +220,20 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	return nil
 }
 
-// runSystem measures one system; every failure is recorded in m. The
-// server is stopped (or killed) before it returns.
+// runSystem measures one system; every failure is recorded in m. Every
+// process of the system is stopped (or killed) before it returns.
 func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m *measurement, stderr io.Writer) {
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o755); err != nil {
-		m.err = fmt.Errorf("create data dir: %w", err)
-		return
+	start := s.start
+	if start == nil {
+		start = startSingle
 	}
-	httpPort, err1 := freePort()
-	grpcPort, err2 := freePort()
-	if err := errors.Join(err1, err2); err != nil {
-		m.err = err
-		return
-	}
-	args, err := s.args(data, dir, httpPort, grpcPort)
+	d, err := start(ctx, cfg, s, dir, stderr)
 	if err != nil {
 		m.err = err
 		return
 	}
-	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	srv, err := startServer(s.name, s.path, args, filepath.Join(dir, "server.log"), base)
-	if err != nil {
-		m.err = err
-		return
-	}
-	defer srv.kill()
-	fmt.Fprintf(stderr, "   started %s (pid %d) on %s, data in %s\n", s.name, srv.pid(), base, data)
-	if err := srv.waitReady(ctx, cfg.startTimeout); err != nil {
-		m.err = err
-		return
-	}
+	defer d.kill()
+	base := d.front.baseURL
 
 	// Ingest, when the machine is quiet enough.
 	if cfg.quietWait > 0 {
@@ -253,7 +246,7 @@ func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m
 			m.note("other processes still used %.0f%% of the CPUs after waiting %v for them to calm down", 100*busy, cfg.quietWait)
 		}
 	}
-	cpu0, err := cpuSeconds(srv.pid())
+	cpu0, err := d.cpuSeconds()
 	if err != nil {
 		m.err = err
 		return
@@ -265,10 +258,10 @@ func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m
 	machine1, machineErr1 := machineCPUSeconds()
 	m.push = res
 	if err != nil {
-		m.err = fmt.Errorf("ingest: %w; server log: %s", err, srv.logTail(3))
+		m.err = fmt.Errorf("ingest: %w; server log: %s", err, d.logTail(3))
 		return
 	}
-	cpu1, err := cpuSeconds(srv.pid())
+	cpu1, err := d.cpuSeconds()
 	if err != nil {
 		m.err = err
 		return
@@ -284,7 +277,7 @@ func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m
 	m.ingested = true
 
 	if s.afterPush != nil {
-		if err := s.afterPush(ctx, srv); err != nil {
+		if err := s.afterPush(ctx, d.front); err != nil {
 			m.err = fmt.Errorf("make data visible: %w", err)
 			return
 		}
@@ -294,7 +287,7 @@ func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m
 	// grid, so that left-open (Prometheus 3) and left-closed (2.x) range
 	// selectors see the same samples.
 	at := res.Last.Add(cfg.load.Interval / 2)
-	queryCPU0, err := cpuSeconds(srv.pid())
+	queryCPU0, err := d.cpuSeconds()
 	if err != nil {
 		m.err = err
 		return
@@ -330,12 +323,12 @@ func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m
 		m.err = ctx.Err()
 		return
 	}
-	queryCPU1, err := cpuSeconds(srv.pid())
+	queryCPU1, err := d.cpuSeconds()
 	if err != nil {
 		m.err = err
 		return
 	}
-	if rss, err := peakRSS(srv.pid()); err != nil {
+	if rss, err := d.peakRSS(); err != nil {
 		m.note("peak RSS: %v", err)
 	} else {
 		m.peakRSS = rss
@@ -345,38 +338,36 @@ func runSystem(ctx context.Context, cfg *compareConfig, s *system, dir string, m
 	stopBegan := time.Now()
 	if s.beforeStop != nil {
 		fmt.Fprintf(stderr, "   settling %s on disk\n", s.name)
-		if err := s.beforeStop(ctx, srv, res); err != nil {
+		if err := s.beforeStop(ctx, d.front, res); err != nil {
 			m.err = fmt.Errorf("settle on disk: %w", err)
 			return
 		}
 	}
-	if err := srv.stop(cfg.stopTimeout); err != nil {
-		m.err = fmt.Errorf("stop: %w; server log: %s", err, srv.logTail(3))
+	if err := d.shutdown(cfg.stopTimeout); err != nil {
+		m.err = fmt.Errorf("stop: %w", err)
 		return
 	}
 	m.stopTime = time.Since(stopBegan)
-	if ps := srv.cmd.ProcessState; ps != nil {
+	if total, ok := d.exitedCPU(); ok {
 		// Everything but the checks and queries: start-up, ingest, work
 		// left after the push was acknowledged (merges, compaction) and
 		// the final flush.
-		m.totalCPU = (ps.UserTime() + ps.SystemTime()).Seconds() - (queryCPU1 - queryCPU0)
+		m.totalCPU = total - (queryCPU1 - queryCPU0)
 		m.haveTotalCPU = true
 	}
-	du, err := diskUsage(data)
+	du, cache, err := d.diskUsage(s.caches)
 	if err != nil {
 		m.err = err
 		return
 	}
-	var cache int64
-	for _, c := range s.caches {
-		n, err := diskUsage(filepath.Join(data, c))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			m.err = err
-			return
-		}
-		cache += n
-	}
 	m.diskBytes, m.cacheBytes, m.haveDisk = du, cache, true
+	if len(s.walDirs) > 0 {
+		if _, wal, err := d.diskUsage(s.walDirs); err != nil {
+			m.note("WAL size: %v", err)
+		} else if wal*100 > du {
+			m.note("%.1f MiB of the %.1f MiB on disk are WAL (%.2f bytes per sample)", float64(wal)/(1<<20), float64(du)/(1<<20), float64(wal)/float64(res.Samples))
+		}
+	}
 	fmt.Fprintf(stderr, "   %s: %s samples/s, %.1f CPU s per M samples, %.2f bytes/sample on disk\n", s.name,
 		loadgen.Human(res.SamplesPerSecond()), m.cpuSeconds/(float64(res.Samples)/1e6), float64(du-cache)/float64(res.Samples))
 }

@@ -27,7 +27,7 @@ func main() {
 
 const usage = `usage:
   vigil-bench push -url URL [flags]       push a synthetic load to one remote-write endpoint
-  vigil-bench compare [-small] [flags]    compare Vigil, VictoriaMetrics and Prometheus on the same load
+  vigil-bench compare [-small] [flags]    compare Vigil, a 3-ingester Vigil cluster, VictoriaMetrics and Prometheus on the same load
 Run "vigil-bench <command> -h" for the flags.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

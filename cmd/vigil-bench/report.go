@@ -21,6 +21,10 @@ type row struct {
 	format string // for the value
 	// failed reports a measured failure to show instead of the value.
 	failed func(m *measurement) error
+	// unflushed marks figures taken after the stop, which differs for the
+	// cluster: its ingesters are killed without a flush, so its ratio to
+	// single-node Vigil would compare WAL with flushed chunks.
+	unflushed bool
 }
 
 func reportRows(cfg *compareConfig, hosts int) []row {
@@ -42,17 +46,17 @@ func reportRows(cfg *compareConfig, hosts int) []row {
 			value: func(m *measurement) (float64, bool) { return 100 * m.otherCPU, m.haveOtherCPU }},
 		{label: "peak RSS (VmHWM) after ingest and queries, MiB", format: "%.0f",
 			value: func(m *measurement) (float64, bool) { return float64(m.peakRSS) / (1 << 20), m.peakRSS > 0 }},
-		{label: "disk after flush, whole data dir, MiB", format: "%.1f",
+		{label: "disk after flush, whole data dir, MiB", format: "%.1f", unflushed: true,
 			value: func(m *measurement) (float64, bool) { return float64(m.diskBytes) / (1 << 20), m.haveDisk }},
-		{label: "disk, bytes per sample, whole data dir", format: "%.3f",
+		{label: "disk, bytes per sample, whole data dir", format: "%.3f", unflushed: true,
 			value: func(m *measurement) (float64, bool) {
 				return float64(m.diskBytes) / float64(m.push.Samples), m.haveDisk && m.push.Samples > 0
 			}},
-		{label: "disk, bytes per sample, without regenerable caches", format: "%.3f",
+		{label: "disk, bytes per sample, without regenerable caches", format: "%.3f", unflushed: true,
 			value: func(m *measurement) (float64, bool) {
 				return float64(m.diskBytes-m.cacheBytes) / float64(m.push.Samples), m.haveDisk && m.push.Samples > 0
 			}},
-		{label: "flush and stop, s", format: "%.1f",
+		{label: "flush and stop, s", format: "%.1f", unflushed: true,
 			value: func(m *measurement) (float64, bool) { return m.stopTime.Seconds(), m.haveDisk }},
 		{label: fmt.Sprintf("`count(node_load1)` (%d hosts written)", hosts), format: "%.0f",
 			value: func(m *measurement) (float64, bool) { return m.countLoad1, m.haveCount }},
@@ -107,12 +111,24 @@ func writeReport(w io.Writer, cfg *compareConfig, results []*measurement, took t
 		}
 	}
 
-	fmt.Fprintln(w, "| figure | Vigil | VictoriaMetrics | Prometheus | Vigil/VM | Vigil/Prom |")
-	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
+	// The cluster's columns only when it ran or failed, so that a run
+	// without it reads as before.
+	cols := []string{"vigil", "vm", "prom"}
+	ratios := [][2]string{{"vigil", "vm"}, {"vigil", "prom"}}
+	header := "| figure | Vigil | VictoriaMetrics | Prometheus |"
+	ratioHeader := " Vigil/VM | Vigil/Prom |"
+	if c := byKey["cluster"]; c != nil && !c.skipped {
+		cols = append(cols, "cluster")
+		ratios = append(ratios, [2]string{"cluster", "vigil"})
+		header += " Vigil cluster |"
+		ratioHeader += " cluster/Vigil |"
+	}
+	fmt.Fprintln(w, header+ratioHeader)
+	fmt.Fprintln(w, "| --- |"+strings.Repeat(" ---: |", len(cols)+len(ratios)))
 	for _, r := range reportRows(cfg, hosts) {
 		cells := []string{r.label}
 		vals := map[string]float64{}
-		for _, key := range []string{"vigil", "vm", "prom"} {
+		for _, key := range cols {
 			m := byKey[key]
 			switch v, ok := r.value(m); {
 			case m.skipped:
@@ -126,12 +142,15 @@ func writeReport(w io.Writer, cfg *compareConfig, results []*measurement, took t
 				cells = append(cells, "—")
 			}
 		}
-		for _, other := range []string{"vm", "prom"} {
-			a, okA := vals["vigil"]
-			b, okB := vals[other]
-			if okA && okB && b != 0 {
+		for _, q := range ratios {
+			a, okA := vals[q[0]]
+			b, okB := vals[q[1]]
+			switch {
+			case r.unflushed && q[0] == "cluster":
+				cells = append(cells, "not flushed")
+			case okA && okB && b != 0:
 				cells = append(cells, fmt.Sprintf("%.2f×", a/b))
-			} else {
+			default:
 				cells = append(cells, "—")
 			}
 		}
@@ -146,9 +165,7 @@ func writeReport(w io.Writer, cfg *compareConfig, results []*measurement, took t
 		}
 		fmt.Fprintln(w)
 	}
-	if v := byKey["vigil"]; !v.skipped {
-		writeTargets(w, byKey)
-	}
+	writeTargets(w, byKey)
 
 	fmt.Fprintln(w, "How each figure is taken:")
 	fmt.Fprintln(w)
@@ -162,6 +179,15 @@ func writeReport(w io.Writer, cfg *compareConfig, results []*measurement, took t
 		if !m.skipped {
 			fmt.Fprintf(w, "- disk, %s: %s.\n", m.sys.name, m.sys.diskNote)
 		}
+	}
+	if c := byKey["cluster"]; c != nil && !c.skipped {
+		fmt.Fprintf(w, "- Vigil cluster: %d × `vigil -target=ingester` (one zone each; RF 3, so each stores every series) and one "+
+			"`-target=distributor,querier` front that takes the push and the queries, all on this machine, repair off "+
+			"(`-ingester.repair-interval=%v`). CPU is summed over the %d processes, RSS is the sum of each one's peak. "+
+			"Flush and stop: SIGTERM to the front until it exits, then SIGKILL to the ingesters (a SIGTERMed ingester "+
+			"would try a hand-off that cannot complete here), so no head is flushed and its disk and stop figures have no "+
+			"ratio to single-node Vigil; CPU from start to exit lacks that flush too.\n",
+			clusterIngesters, clusterRepairInterval, clusterIngesters+1)
 	}
 	fmt.Fprintln(w)
 
@@ -182,7 +208,7 @@ func writeReport(w io.Writer, cfg *compareConfig, results []*measurement, took t
 
 // writeTargets compares Vigil's figures with the project's targets.
 func writeTargets(w io.Writer, byKey map[string]*measurement) {
-	v, vm, prom := byKey["vigil"], byKey["vm"], byKey["prom"]
+	v, vm, prom, cluster := byKey["vigil"], byKey["vm"], byKey["prom"], byKey["cluster"]
 	type target struct {
 		what string
 		got  float64
@@ -204,6 +230,10 @@ func writeTargets(w io.Writer, byKey map[string]*measurement) {
 	if v.haveDisk && prom.haveDisk {
 		r := ratio(float64(v.diskBytes)/float64(v.push.Samples), float64(prom.diskBytes)/float64(prom.push.Samples))
 		ts = append(ts, target{"bytes per sample vs Prometheus", r, "≤ 1.00×", r <= 1})
+	}
+	if cluster != nil && v.ingested && cluster.ingested {
+		r := ratio(cluster.push.SamplesPerSecond(), v.push.SamplesPerSecond())
+		ts = append(ts, target{fmt.Sprintf("cluster ingest (%d ingesters, RF 3) vs single-node Vigil", clusterIngesters), r, "≥ 0.33×", r >= 0.33})
 	}
 	if len(ts) == 0 {
 		return

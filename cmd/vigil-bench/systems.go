@@ -26,6 +26,9 @@ type system struct {
 	// args is the command line for a data dir (and a scratch dir for
 	// config files), an HTTP port and a second port (gRPC) if needed.
 	args func(dataDir, workDir string, httpPort, grpcPort int) ([]string, error)
+	// start starts the system in dir and waits until it is ready; nil
+	// means one process from args (startSingle).
+	start func(ctx context.Context, cfg *compareConfig, s *system, dir string, stderr io.Writer) (*deployment, error)
 	// afterPush makes ingested data queryable; nil if it already is.
 	afterPush func(ctx context.Context, s *server) error
 	// beforeStop brings the on-disk data to its settled size; nil if
@@ -40,6 +43,9 @@ type system struct {
 	// caches are subdirectories of the data dir holding only regenerable
 	// caches, reported apart from the data.
 	caches []string
+	// walDirs are subdirectories of the data dirs holding a WAL; when
+	// they hold more than 1 % of the disk figure a note says how much.
+	walDirs []string
 }
 
 func vigilSystem(path string) *system {

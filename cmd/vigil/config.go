@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vigil-tsdb/vigil/api"
+	"github.com/vigil-tsdb/vigil/collector"
 	"github.com/vigil-tsdb/vigil/distributor"
 	"github.com/vigil-tsdb/vigil/ingester"
 	"github.com/vigil-tsdb/vigil/querier"
+	"github.com/vigil-tsdb/vigil/ring"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -29,11 +32,14 @@ type Config struct {
 	LogLevel           string        `yaml:"log_level"`
 	LogFormat          string        `yaml:"log_format"`
 
-	Storage     storage.Config     `yaml:"storage"`
-	Ingester    ingester.Config    `yaml:"ingester"`
-	Distributor distributor.Config `yaml:"distributor"`
-	Querier     querier.Config     `yaml:"querier"`
-	API         api.Config         `yaml:"api"`
+	Storage     storage.Config           `yaml:"storage"`
+	Ingester    ingester.Config          `yaml:"ingester"`
+	Distributor distributor.Config       `yaml:"distributor"`
+	Querier     querier.Config           `yaml:"querier"`
+	API         api.Config               `yaml:"api"`
+	Ring        ring.Config              `yaml:"ring"`
+	Etcd        EtcdConfig               `yaml:"etcd"`
+	Targets     collector.RegistryConfig `yaml:"targets"`
 }
 
 // DefaultConfig is what `vigil` with no arguments runs.
@@ -51,13 +57,16 @@ func DefaultConfig() Config {
 		Distributor:        distributor.DefaultConfig(),
 		Querier:            querier.DefaultConfig(),
 		API:                api.DefaultConfig(),
+		Ring:               ring.DefaultConfig(),
+		Etcd:               defaultEtcdConfig(),
+		Targets:            collector.DefaultRegistryConfig(),
 	}
 }
 
 // RegisterFlags adds every flag, with c's values as defaults.
 func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	f.StringVar(configFile, "config.file", "", "optional YAML configuration file; flags given on the command line override it")
-	f.StringVar(&c.Target, "target", c.Target, `roles to run: "all" (single node: ingester, distributor, querier, API in one process)`)
+	f.StringVar(&c.Target, "target", c.Target, `roles to run, comma-separated: ingester, distributor, querier, etcd, or all (= ingester,distributor,querier). "all" without -memberlist.join is the single node; anything else runs in a cluster`)
 	f.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory for the WAL and Badger data")
 	f.StringVar(&c.HTTPListenAddress, "http.listen-address", c.HTTPListenAddress, "address of the HTTP API, UI and /metrics")
 	f.StringVar(&c.GRPCListenAddress, "grpc.listen-address", c.GRPCListenAddress, "address of the gRPC API (ingester service)")
@@ -65,16 +74,60 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	f.StringVar(&c.LogLevel, "log.level", c.LogLevel, "log level: debug, info, warn, error")
 	f.StringVar(&c.LogFormat, "log.format", c.LogFormat, "log format: logfmt or json")
 	c.Storage.RegisterFlags(f)
+	c.Ingester.RegisterFlags(f)
 	c.Distributor.RegisterFlags(f)
 	c.Querier.RegisterFlags(f)
 	c.API.RegisterFlags(f)
+	c.Ring.RegisterFlags(f)
+	c.Etcd.RegisterFlags(f)
+	c.Targets.RegisterFlags(f)
+}
+
+// parseTarget returns the roles of a -target value.
+func parseTarget(target string) (map[string]bool, error) {
+	roles := map[string]bool{}
+	for _, r := range strings.Split(target, ",") {
+		switch r = strings.TrimSpace(r); r {
+		case "all":
+			roles["ingester"], roles["distributor"], roles["querier"] = true, true, true
+		case "ingester", "distributor", "querier", "etcd":
+			roles[r] = true
+		case "":
+		default:
+			return nil, fmt.Errorf("target %q: unknown role %q (want ingester, distributor, querier, etcd or all)", target, r)
+		}
+	}
+	if len(roles) == 0 {
+		return nil, fmt.Errorf("target %q names no role", target)
+	}
+	return roles, nil
+}
+
+// clusterMode reports whether the process joins a cluster (memberlist,
+// ring, replication) rather than being the single node.
+func (c Config) clusterMode() bool {
+	roles, err := parseTarget(c.Target)
+	if err != nil || (len(roles) == 1 && roles["etcd"]) {
+		return false
+	}
+	return strings.TrimSpace(c.Target) != "all" || len(c.Ring.Join) > 0
 }
 
 // Validate reports every problem with c.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Target != "all" {
-		errs = append(errs, fmt.Errorf("target %q is not supported yet; use \"all\"", c.Target))
+	roles, err := parseTarget(c.Target)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if roles["etcd"] {
+		errs = append(errs, c.Etcd.Validate())
+	}
+	if c.clusterMode() {
+		errs = append(errs, c.Ring.Validate())
+		if roles["ingester"] && c.Distributor.ReplicationFactor > 1 && c.Ring.NodeName == "" {
+			errs = append(errs, errors.New("memberlist.node-name must be set"))
+		}
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data.dir must be set"))
@@ -90,7 +143,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "logfmt" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want logfmt or json", c.LogFormat))
 	}
-	for _, err := range []error{c.Storage.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.API.Validate()} {
+	for _, err := range []error{c.Targets.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.API.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}

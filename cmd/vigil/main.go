@@ -15,28 +15,42 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/vigil-tsdb/vigil/api"
+	"github.com/vigil-tsdb/vigil/collector"
 	"github.com/vigil-tsdb/vigil/distributor"
 	"github.com/vigil-tsdb/vigil/ingester"
 	"github.com/vigil-tsdb/vigil/ingester/ingesterpb"
 	"github.com/vigil-tsdb/vigil/querier"
+	"github.com/vigil-tsdb/vigil/ring"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	runFn := run
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "targets" {
+		runFn, args = runTargets, args[1:]
+	}
+	if err := runFn(ctx, args, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -55,8 +69,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// run starts every role and blocks until ctx is done or a role fails, then
-// shuts down in order: stop taking requests, then flush and close storage.
+// run starts the roles of cfg.Target and blocks until ctx is done or a
+// role fails, then shuts down in order: hand off (a leaving ingester),
+// stop taking requests, leave the ring, flush and close storage.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, flags, err := parseConfigFlags(args, stderr)
 	if err != nil {
@@ -65,117 +80,489 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := newLogger(cfg, stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
+	roles, _ := parseTarget(cfg.Target) // validated with cfg
+	cluster := cfg.clusterMode()
 	start := time.Now()
-	db, err := storage.Open(cfg.Storage, logger.With("component", "storage"), reg)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := db.Close(); err != nil {
-			logger.Error("closing storage", "err", err)
-		}
-	}()
-	ing, err := ingester.New(cfg.Ingester, db, logger.With("component", "ingester"), reg)
-	if err != nil {
+	n := &node{cfg: cfg, roles: roles, cluster: cluster, logger: logger, reg: reg}
+	defer n.close()
+	if err := n.start(ctx, flags); err != nil {
 		return err
 	}
 
-	grpcLn, err := net.Listen("tcp", cfg.GRPCListenAddress)
-	if err != nil {
-		return fmt.Errorf("listen on gRPC address %s: %w", cfg.GRPCListenAddress, err)
+	g, gctx := errgroup.WithContext(ctx)
+	n.serve(g, gctx)
+	g.Go(func() error {
+		<-gctx.Done()
+		return n.shutdown()
+	})
+	if err := n.becomeReady(); err != nil {
+		// Surface the failure through the group: stop everything.
+		g.Go(func() error { return err })
+	} else {
+		logger.Info("vigil is ready", "target", cfg.Target, "startup", time.Since(start).Round(time.Millisecond))
+		n.printURLs(stdout)
 	}
-	grpcSrv := grpc.NewServer(ingesterpb.ServerOptions()...)
-	ingesterpb.RegisterIngesterServer(grpcSrv, ing)
+	return g.Wait()
+}
 
-	// The single node uses its ingester through gRPC on loopback: the same
-	// path a cluster's distributors and queriers take.
-	conn, err := ingesterpb.Dial(loopbackHost(grpcLn.Addr()))
-	if err != nil {
-		grpcLn.Close()
-		return err
-	}
-	defer conn.Close()
-	dist, err := distributor.New(cfg.Distributor, conn, logger.With("component", "distributor"), reg)
-	if err != nil {
-		return err
-	}
-	clients := []ingesterpb.IngesterClient{conn}
-	qbl := querier.New(func() []ingesterpb.IngesterClient { return clients }, logger.With("component", "querier"))
-	engine := querier.NewEngine(cfg.Querier, logger.With("component", "query-engine"), reg)
+// node is one vigil process: the roles it runs and their servers.
+type node struct {
+	cfg     Config
+	roles   map[string]bool
+	cluster bool
+	logger  *slog.Logger
+	reg     *prometheus.Registry
+	ready   readiness
 
-	ready := &readiness{notReady: errors.New("starting")}
-	httpAPI, err := api.New(cfg.API, dist, qbl, engine, qbl, ready.check, reg, logger.With("component", "api"), reg)
-	if err != nil {
-		return err
-	}
-	httpAPI.SetStatusSources(func() string {
-		b, err := yaml.Marshal(cfg)
+	etcd       *embed.Etcd
+	etcdClient *clientv3.Client
+	ring       *ring.Cluster
+	ringStop   context.CancelFunc
+	ringDone   chan error
+	db         *storage.DB
+	ing        *ingester.Ingester
+	repairer   *ingester.Repairer
+	pool       *ingesterpb.Pool
+	local      *ingesterpb.Conn // single node: the loopback client of its own ingester
+	dist       *distributor.Distributor
+	router     *distributor.RingRouter
+	grpcLn     net.Listener
+	grpcSrv    *grpc.Server
+	httpLn     net.Listener
+	httpSrv    *http.Server
+	httpURL    string
+	selfScrap  *selfScraper
+	// announcedHTTP is the HTTP address in the ring (cluster mode).
+	announcedHTTP string
+}
+
+func (n *node) start(ctx context.Context, flags map[string]string) error {
+	cfg, logger, reg := n.cfg, n.logger, n.reg
+	n.ready.set(errors.New("starting"))
+	if n.roles["etcd"] {
+		e, err := startEtcd(ctx, cfg.Etcd, cfg.DataDir, logger.With("component", "etcd"))
 		if err != nil {
-			return "# " + err.Error()
+			return err
 		}
-		return string(b)
-	}, flags)
-	httpLn, err := net.Listen("tcp", cfg.HTTPListenAddress)
-	if err != nil {
-		grpcLn.Close()
+		n.etcd = e
+	}
+	var err error
+	if n.roles["ingester"] || n.roles["distributor"] || n.roles["querier"] {
+		if n.grpcLn, err = net.Listen("tcp", cfg.GRPCListenAddress); err != nil {
+			return fmt.Errorf("listen on gRPC address %s: %w", cfg.GRPCListenAddress, err)
+		}
+		n.grpcSrv = grpc.NewServer(ingesterpb.ServerOptions()...)
+	}
+	if n.httpLn, err = net.Listen("tcp", cfg.HTTPListenAddress); err != nil {
 		return fmt.Errorf("listen on HTTP address %s: %w", cfg.HTTPListenAddress, err)
 	}
+	n.httpURL = "http://" + loopbackHost(n.httpLn.Addr())
+	if n.cluster {
+		rc := cfg.Ring
+		rc.Roles = nil
+		for _, r := range []string{"ingester", "distributor", "querier"} {
+			if n.roles[r] {
+				rc.Roles = append(rc.Roles, r)
+			}
+		}
+		if rc.GRPCAddr == "" && n.grpcLn != nil {
+			rc.GRPCAddr = announceAddr(n.grpcLn.Addr(), rc.AdvertiseAddr)
+		}
+		if rc.HTTPAddr == "" {
+			rc.HTTPAddr = announceAddr(n.httpLn.Addr(), rc.AdvertiseAddr)
+		}
+		if !n.roles["ingester"] {
+			rc.InitialState = ring.StateActive.String()
+		}
+		n.announcedHTTP = rc.HTTPAddr
+		if n.ring, err = ring.New(rc, logger, reg); err != nil {
+			return err
+		}
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		n.ringStop, n.ringDone = cancel, make(chan error, 1)
+		go func() { n.ringDone <- n.ring.Run(rctx) }()
+		n.pool = ingesterpb.NewPool()
+	}
+	if n.roles["ingester"] {
+		if n.db, err = storage.Open(cfg.Storage, logger.With("component", "storage"), reg); err != nil {
+			return err
+		}
+		icfg := cfg.Ingester
+		if n.cluster {
+			icfg.Partitions = cfg.Ring.Partitions
+		}
+		if n.ing, err = ingester.New(icfg, n.db, logger.With("component", "ingester"), reg); err != nil {
+			return err
+		}
+		ingesterpb.RegisterIngesterServer(n.grpcSrv, n.ing)
+		if n.cluster {
+			n.repairer = ingester.NewRepairer(n.ing, cfg.Distributor.ReplicationFactor, n.ring, cfg.Ring.NodeName,
+				n.pool.Get, logger.With("component", "repair"), reg)
+			n.ring.AddStatus("repair", func() any { return n.repairer.Status() })
+		}
+	}
+	if !n.cluster && n.roles["ingester"] {
+		// The single node uses its ingester through gRPC on loopback: the
+		// same path a cluster's distributors and queriers take.
+		if n.local, err = ingesterpb.Dial(loopbackHost(n.grpcLn.Addr())); err != nil {
+			return err
+		}
+	}
+	var pusher api.Pusher
+	if n.roles["distributor"] {
+		var router distributor.Router = distributor.Single{Target: distributor.Target{Name: "local", Addr: loopbackHost(n.grpcLn.Addr()), Healthy: true}}
+		var clients distributor.Clients = singleClient{n.local}
+		if n.cluster {
+			n.router = distributor.NewRingRouter(n.ring, cfg.Distributor.ReplicationFactor)
+			router, clients = n.router, n.pool
+		}
+		if n.dist, err = distributor.New(cfg.Distributor, router, clients, logger.With("component", "distributor"), reg); err != nil {
+			return err
+		}
+		pusher = n.dist
+		ingesterpb.RegisterDistributorServer(n.grpcSrv, distributor.NewGRPC(n.dist))
+	}
+	var qbl *querier.Queryable
+	var queryable promstorage.Queryable
+	var engine promql.QueryEngine
+	var status api.StatusReader
+	if n.roles["querier"] {
+		if qbl, err = querier.New(cfg.Querier, n.ingesters, logger.With("component", "querier"), reg); err != nil {
+			return err
+		}
+		queryable, status = qbl, qbl
+		engine = querier.NewEngine(cfg.Querier, logger.With("component", "query-engine"), reg)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/", httpAPI.Handler())
+	if pusher != nil || queryable != nil || !n.cluster {
+		httpAPI, err := api.New(cfg.API, pusher, queryable, engine, status, n.readyCheck, reg, logger.With("component", "api"), reg)
+		if err != nil {
+			return err
+		}
+		httpAPI.SetStatusSources(func() string {
+			b, err := yaml.Marshal(cfg)
+			if err != nil {
+				return "# " + err.Error()
+			}
+			return string(b)
+		}, flags)
+		mux.Handle("/", httpAPI.Handler())
+	} else {
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "Vigil is healthy.") })
+		mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+			if err := n.readyCheck(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "Vigil is ready.")
+		})
+	}
+	if n.ring != nil {
+		mux.Handle("/ring", n.ring)
+	}
+	if err := n.mountRegistry(mux); err != nil {
+		return err
+	}
+	if n.ing != nil {
+		mux.Handle("/ingester/digest", n.ing.DigestHandler())
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return db.Run(gctx) })
-	g.Go(func() error {
-		if err := grpcSrv.Serve(grpcLn); err != nil {
-			return fmt.Errorf("gRPC server: %w", err)
+	n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if cfg.SelfScrapeInterval > 0 && pusher != nil {
+		instance := loopbackHost(n.httpLn.Addr())
+		if n.cluster {
+			instance = n.announcedHTTP // unique per node
 		}
+		n.selfScrap = newSelfScraper(n.httpURL+"/metrics", instance, cfg.SelfScrapeInterval, pusher, logger.With("component", "self-scrape"))
+	}
+	return nil
+}
+
+// readyCheck is /-/ready: the roles serve, and a cluster distributor can
+// place series (enough active ingesters for the replication factor).
+func (n *node) readyCheck() error {
+	if err := n.ready.check(); err != nil {
+		return err
+	}
+	if n.router != nil {
+		if err := n.router.Ready(); err != nil {
+			return fmt.Errorf("distributor cannot place writes: %w", err)
+		}
+	}
+	return nil
+}
+
+// mountRegistry serves the target registry API when the node knows an
+// etcd (-etcd.endpoints, or its own with the etcd role).
+func (n *node) mountRegistry(mux *http.ServeMux) error {
+	endpoints := n.cfg.Etcd.Endpoints
+	if endpoints == "" && n.etcd != nil {
+		endpoints = n.cfg.Etcd.AdvertiseClientURLs
+		if endpoints == "" {
+			endpoints = n.cfg.Etcd.ListenClientURLs
+		}
+	}
+	if endpoints == "" {
 		return nil
-	})
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(endpoints, ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("etcd client for %s: %w", endpoints, err)
+	}
+	n.etcdClient = cli
+	reg, err := collector.NewRegistry(n.cfg.Targets, cli, n.logger.With("component", "registry"), n.reg)
+	if err != nil {
+		return err
+	}
+	mux.Handle("/api/v1/registry/", reg.Handler())
+	return nil
+}
+
+// ingesters is what the querier reads from: the local ingester, or every
+// ring member with the ingester role that has not left.
+func (n *node) ingesters() ([]querier.Ingester, querier.Replication) {
+	if !n.cluster {
+		return []querier.Ingester{{Name: "local", Client: n.local, Healthy: true}}, querier.Replication{Factor: 1, Quorum: 1}
+	}
+	rf := n.cfg.Distributor.ReplicationFactor
+	members := n.ring.Members(ring.RoleIngester)
+	out := make([]querier.Ingester, 0, len(members))
+	for _, m := range members {
+		ing := querier.Ingester{Name: m.Name, Healthy: m.Healthy}
+		if c, err := n.pool.Get(m.GRPCAddr); err == nil {
+			ing.Client = c
+		} else {
+			ing.Healthy = false
+		}
+		out = append(out, ing)
+	}
+	return out, querier.Replication{Factor: rf, Quorum: rf/2 + 1}
+}
+
+// serve starts the servers and background work in g.
+func (n *node) serve(g *errgroup.Group, ctx context.Context) {
+	if n.db != nil {
+		g.Go(func() error { return n.db.Run(ctx) })
+	}
+	if n.grpcLn != nil {
+		srv := n.grpcSrv
+		g.Go(func() error {
+			if err := srv.Serve(n.grpcLn); err != nil {
+				return fmt.Errorf("gRPC server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
-		if err := httpSrv.Serve(httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP server: %w", err)
 		}
 		return nil
 	})
-	httpURL := "http://" + loopbackHost(httpLn.Addr())
-	if cfg.SelfScrapeInterval > 0 {
-		s := newSelfScraper(httpURL+"/metrics", loopbackHost(httpLn.Addr()), cfg.SelfScrapeInterval, dist, logger.With("component", "self-scrape"))
-		g.Go(func() error { return s.run(gctx) })
+	if n.router != nil {
+		g.Go(func() error { return n.router.Run(ctx) })
 	}
-	g.Go(func() error {
-		<-gctx.Done()
-		ready.set(errors.New("shutting down"))
-		logger.Info("shutting down")
-		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		herr := httpSrv.Shutdown(sctx)
+	if n.repairer != nil {
+		g.Go(func() error { return n.repairer.Run(ctx) })
+	}
+	if n.pool != nil {
+		g.Go(func() error { n.retainConns(ctx); return nil })
+	}
+	if n.selfScrap != nil {
+		g.Go(func() error { return n.selfScrap.run(ctx) })
+	}
+	if n.etcd != nil {
+		g.Go(func() error {
+			select {
+			case err := <-n.etcd.Err():
+				return fmt.Errorf("embedded etcd: %w", err)
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	}
+	if n.ringDone != nil {
+		g.Go(func() error {
+			select {
+			case err := <-n.ringDone:
+				n.ringDone <- err // for shutdown
+				if err != nil && ctx.Err() == nil {
+					return fmt.Errorf("ring: %w", err)
+				}
+				return nil
+			case <-ctx.Done():
+				return nil
+			}
+		})
+	}
+}
+
+// retainConns follows the ring: it closes connections to ingesters that
+// left, and makes those to ingesters seen alive again reconnect at once.
+func (n *node) retainConns(ctx context.Context) {
+	changes := n.ring.Subscribe()
+	healthy := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-changes:
+			if !ok {
+				return
+			}
+			keep := map[string]bool{}
+			for _, m := range n.ring.Members(ring.RoleIngester) {
+				keep[m.GRPCAddr] = true
+				if m.Healthy && !healthy[m.Name] {
+					n.pool.ResetBackoff(m.GRPCAddr)
+				}
+				healthy[m.Name] = m.Healthy
+			}
+			n.pool.Retain(keep)
+		}
+	}
+}
+
+// becomeReady turns a cluster ingester active once it serves.
+func (n *node) becomeReady() error {
+	if n.ring != nil && n.roles["ingester"] {
+		if err := n.ring.SetState(ring.StateActive); err != nil {
+			return fmt.Errorf("announce active: %w", err)
+		}
+	}
+	n.ready.set(nil)
+	return nil
+}
+
+// shutdown runs when the process is asked to stop (or a role failed): a
+// cluster ingester announces leaving and hands its data off while still
+// serving, then the servers stop and the node leaves the ring.
+func (n *node) shutdown() error {
+	n.ready.set(errors.New("shutting down"))
+	n.logger.Info("shutting down")
+	var errs []error
+	if n.repairer != nil {
+		if err := n.ring.SetState(ring.StateLeaving); err != nil {
+			errs = append(errs, fmt.Errorf("announce leaving: %w", err))
+		} else {
+			n.logger.Info("announced leaving; waiting for writes to move", "wait", n.cfg.Ingester.LeaveWait)
+			time.Sleep(n.cfg.Ingester.LeaveWait)
+			hctx, cancel := context.WithTimeout(context.Background(), n.cfg.Ingester.HandoffTimeout)
+			if err := n.repairer.Handoff(hctx); err != nil {
+				// Not at full replication without this node: take the
+				// partitions back and stop without leaving, so the ring
+				// keeps it as a dead owner (reads count it as missing)
+				// until it is restarted or forgotten.
+				errs = append(errs, fmt.Errorf("hand-off: %w (the data stays in %s; the node stays in the ring as dead until restarted or forgotten)", err, n.cfg.DataDir))
+				if err := n.ring.SetState(ring.StateActive); err != nil {
+					n.logger.Warn("take partitions back", "err", err)
+				}
+				n.ring.Close()
+			}
+			cancel()
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.httpSrv.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if n.grpcSrv != nil {
 		stopped := make(chan struct{})
-		go func() { grpcSrv.GracefulStop(); close(stopped) }()
+		go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-sctx.Done():
-			grpcSrv.Stop()
+			n.grpcSrv.Stop()
 		}
-		return herr
-	})
+	}
+	if n.ringStop != nil {
+		n.ringStop()
+		if err := <-n.ringDone; err != nil {
+			errs = append(errs, fmt.Errorf("leave ring: %w", err))
+		}
+		n.ringStop = nil
+	}
+	return errors.Join(errs...)
+}
 
-	ready.set(nil)
-	logger.Info("vigil is ready", "startup", time.Since(start).Round(time.Millisecond))
-	fmt.Fprintf(stdout, `Vigil is running (single node, data in %s).
+// close releases what start acquired, whether or not serving began.
+func (n *node) close() {
+	if n.ringStop != nil {
+		n.ringStop()
+		<-n.ringDone
+	}
+	if n.grpcLn != nil {
+		n.grpcLn.Close()
+	}
+	if n.httpLn != nil {
+		n.httpLn.Close()
+	}
+	if n.local != nil {
+		n.local.Close()
+	}
+	if n.pool != nil {
+		n.pool.Close()
+	}
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			n.logger.Error("closing storage", "err", err)
+		}
+	}
+	if n.etcdClient != nil {
+		n.etcdClient.Close()
+	}
+	if n.etcd != nil {
+		n.etcd.Close()
+	}
+}
+
+func (n *node) printURLs(w io.Writer) {
+	if !n.cluster && n.roles["ingester"] {
+		fmt.Fprintf(w, `Vigil is running (single node, data in %s).
   Query API / Grafana data source:  %s   (try %s/api/v1/query?query=up)
   Prometheus remote write:          %s/api/v1/write
   Metrics:                          %s/metrics
-  gRPC (ingester API):              %s
+  gRPC (Distributor.Push; internal Ingester API): %s
 Stop with Ctrl-C (SIGTERM flushes to disk).
-`, cfg.DataDir, httpURL, httpURL, httpURL, httpURL, loopbackHost(grpcLn.Addr()))
-	return g.Wait()
+`, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, loopbackHost(n.grpcLn.Addr()))
+		return
+	}
+	fmt.Fprintf(w, "Vigil is running (target %s).\n", n.cfg.Target)
+	if n.roles["querier"] {
+		fmt.Fprintf(w, "  Query API / Grafana data source:  %s\n", n.httpURL)
+	}
+	if n.roles["distributor"] {
+		fmt.Fprintf(w, "  Prometheus remote write:          %s/api/v1/write\n", n.httpURL)
+		fmt.Fprintf(w, "  gRPC (Distributor.Push):          %s\n", loopbackHost(n.grpcLn.Addr()))
+	}
+	if n.ring != nil {
+		fmt.Fprintf(w, "  Ring:                             %s/ring\n", n.httpURL)
+	}
+	if n.etcd != nil {
+		fmt.Fprintf(w, "  etcd:                             %s\n", n.cfg.Etcd.ListenClientURLs)
+	}
+	fmt.Fprintf(w, "  Metrics:                          %s/metrics\n", n.httpURL)
+}
+
+// singleClient is the single node's only ingester.
+type singleClient struct{ c ingesterpb.IngesterClient }
+
+func (s singleClient) Get(string) (ingesterpb.IngesterClient, error) { return s.c, nil }
+
+// announceAddr is the address other nodes use for a listener: its own
+// host, or when that is unspecified the advertise address, else the
+// host name.
+func announceAddr(a net.Addr, advertise string) string {
+	if advertise == "" {
+		advertise, _ = os.Hostname()
+	}
+	return withHost(a, advertise)
 }
 
 // readiness is what /-/ready reports: nil once every role is serving.
@@ -197,13 +584,17 @@ func (r *readiness) check() error {
 }
 
 // loopbackHost turns a listener address into one a local client can dial.
-func loopbackHost(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
+func loopbackHost(a net.Addr) string { return withHost(a, "localhost") }
+
+// withHost is a listener's address with host in place of its IP when
+// that is unspecified (a listener on all interfaces).
+func withHost(a net.Addr, host string) string {
+	h, port, err := net.SplitHostPort(a.String())
 	if err != nil {
 		return a.String()
 	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
+	if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+		host = h
 	}
 	return net.JoinHostPort(host, port)
 }
