@@ -14,16 +14,22 @@ PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 # Debian packages the tests and benchmarks run against (interop, comparisons).
 DEBIAN_PKGS := prometheus prometheus-node-exporter victoria-metrics
 FUZZTIME ?= 10s
-# Every fuzz target, as package:Name; `make test` runs each for $(FUZZTIME).
+# Every fuzz target, as package:Name; `make test` runs each for $(FUZZTIME)
+# through scripts/fuzz.sh (which retries Go's fuzz deadline race, see there).
 FUZZ_TARGETS := \
 	./storage:FuzzWALRecord \
 	./ingester/ingesterpb:FuzzPushRequest \
 	./ring:FuzzMemberMeta \
 	./ring:FuzzGossipState \
 	./collector:FuzzDecodeTarget \
+	./collector:FuzzImportPrometheus \
+	./collector:FuzzScrapeParse \
+	./collector:FuzzSpoolFrame \
+	./collector:FuzzAssign \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
-	./api:FuzzLineProtocol
+	./api:FuzzLineProtocol \
+	./cmd/vigil-bench:FuzzActiveIngesters
 
 .DEFAULT_GOAL := help
 
@@ -53,11 +59,7 @@ deps: ## Install the Debian packages the tests need (prometheus, node_exporter, 
 .PHONY: test
 test: deps ## Unit + integration tests with the race detector, then each fuzz target briefly.
 	$(GO) test -race -count=1 -timeout 30m ./...
-	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 .PHONY: test-short
 test-short: ## Unit tests only (-short), no race detector: the quick loop.
@@ -86,5 +88,62 @@ proto-check: proto ## Fail if generated code differs from what is committed.
 	git diff --exit-code -- '*.pb.go'
 
 .PHONY: bench
-bench: deps build ## Compare Vigil, VictoriaMetrics and Prometheus on the same load (SMALL=1 for a ~1 min run).
+bench: deps build ## Compare Vigil, a 3-ingester Vigil cluster, VictoriaMetrics and Prometheus on the same load (SMALL=1 for a short run).
 	./$(BIN)/vigil-bench compare $(if $(SMALL),-small,)
+
+# --- Docker: a scratch image and a multi-node cluster on one compose network.
+DOCKER ?= docker
+DOCKER_IMAGE ?= vigil-tsdb/vigil
+# `docker compose` (v2 plugin) when it answers, else docker-compose (v1).
+COMPOSE ?= $(shell $(DOCKER) compose version >/dev/null 2>&1 && echo "$(DOCKER) compose" || echo docker-compose)
+COMPOSE_FILE := docker/docker-compose.yml
+COMPOSE_PROJECT ?= vigil
+# Published on 127.0.0.1 only (see docker/docker-compose.yml).
+VIGIL_QUERIER_PORT ?= 9009
+VIGIL_DISTRIBUTOR_PORT ?= 9010
+CLUSTER_READY_TIMEOUT ?= 120
+COMPOSE_CMD = VIGIL_IMAGE=$(DOCKER_IMAGE):latest VIGIL_QUERIER_PORT=$(VIGIL_QUERIER_PORT) \
+	VIGIL_DISTRIBUTOR_PORT=$(VIGIL_DISTRIBUTOR_PORT) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE)
+
+.PHONY: docker
+docker: ## Build static vigil + vigil-bench into docker/build, then the FROM-scratch image vigil-tsdb/vigil.
+	rm -rf docker/build
+	mkdir -p docker/build/rootfs/tmp docker/build/datafs/data
+	chmod 1777 docker/build/rootfs/tmp
+	chmod 0755 docker/build/datafs/data
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o docker/build/ ./cmd/vigil ./cmd/vigil-bench
+	$(DOCKER) build -t $(DOCKER_IMAGE):latest -t $(DOCKER_IMAGE):$(subst +,-,$(VERSION)) docker
+
+.PHONY: cluster-up
+cluster-up: ## Start the compose cluster (etcd, 3 ingesters, 2 distributors, 2 queriers, load) and wait until it serves.
+	@$(DOCKER) image inspect $(DOCKER_IMAGE):latest >/dev/null 2>&1 || { echo "no image $(DOCKER_IMAGE):latest: run make docker first"; exit 1; }
+	$(COMPOSE_CMD) up -d
+	@echo "waiting up to $(CLUSTER_READY_TIMEOUT)s for /-/ready and 3 active ingesters in the querier's ring ..."
+	@while :; do \
+		ring=$$(curl -fsS -m 2 http://127.0.0.1:$(VIGIL_QUERIER_PORT)/metrics 2>/dev/null | grep '^vigil_ring_members'); \
+		if curl -fsS -m 2 http://127.0.0.1:$(VIGIL_QUERIER_PORT)/-/ready >/dev/null 2>&1 && \
+		   curl -fsS -m 2 http://127.0.0.1:$(VIGIL_DISTRIBUTOR_PORT)/-/ready >/dev/null 2>&1 && \
+		   grep -qx 'vigil_ring_members{role="ingester",state="active"} 3' <<<"$$ring" && \
+		   grep -qx 'vigil_ring_members_dead{role="ingester"} 0' <<<"$$ring"; then \
+			echo "Vigil cluster ready after $${SECONDS}s:"; \
+			echo "  query API and UI (querier-1):  http://127.0.0.1:$(VIGIL_QUERIER_PORT)  (try /api/v1/query?query=up, /ring)"; \
+			echo "  remote write (distributor-1):  http://127.0.0.1:$(VIGIL_DISTRIBUTOR_PORT)/api/v1/write"; \
+			echo "  logs:  $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE) logs -f"; \
+			echo "  stop:  make cluster-down  (VOLUMES=1 also deletes the data volumes)"; \
+			exit 0; \
+		fi; \
+		if [ $$SECONDS -ge $(CLUSTER_READY_TIMEOUT) ]; then \
+			echo "not ready after $(CLUSTER_READY_TIMEOUT)s:"; \
+			$(COMPOSE_CMD) ps; $(COMPOSE_CMD) logs --no-color --tail=20; exit 1; \
+		fi; \
+		sleep 1; \
+	done
+
+.PHONY: cluster-down
+cluster-down: ## Stop and remove the compose cluster (VOLUMES=1 also removes its data volumes).
+	$(COMPOSE_CMD) down --remove-orphans $(if $(VOLUMES),--volumes,)
+
+.PHONY: test-docker
+test-docker: docker ## Compose fault test: SIGKILL an ingester during writes, 0 acknowledged samples lost (needs Docker).
+	@# VIGIL_BIN: the harness' TestMain then reuses the static binary instead of building its own.
+	VIGIL_BIN=$(CURDIR)/docker/build/vigil $(GO) test -tags docker -race -count=1 -timeout 15m -run '^TestCompose' -v ./integration/
