@@ -26,6 +26,7 @@ FUZZ_TARGETS := \
 	./collector:FuzzScrapeParse \
 	./collector:FuzzSpoolFrame \
 	./collector:FuzzAssign \
+	./collector:FuzzCoordValue \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol \

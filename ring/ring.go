@@ -82,8 +82,9 @@ type Cluster struct {
 	// gossipAddr is the local node's advertised gossip host:port.
 	gossipAddr string
 
-	snap atomic.Pointer[snapshot] // immutable; replaced on every table change
-	size atomic.Int64             // members in the table
+	snap   atomic.Pointer[snapshot] // immutable; replaced on every table change
+	joined chan struct{}            // closed once Run reached a seed (or had none)
+	size   atomic.Int64             // members in the table
 
 	mu         sync.Mutex // protects the fields below
 	local      MemberMeta
@@ -115,6 +116,7 @@ func New(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Cluster, 
 		return nil, err
 	}
 	c := &Cluster{
+		joined:     make(chan struct{}),
 		cfg:        cfg,
 		logger:     logger.With("component", "ring"),
 		metrics:    m,
@@ -193,6 +195,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 			}
 		}
 	}
+	close(c.joined)
 	prune := time.NewTicker(min(time.Minute, c.cfg.ForgetRetention/4+time.Millisecond))
 	defer prune.Stop()
 	for {
@@ -273,6 +276,10 @@ func (c *Cluster) Close() error {
 	}
 	return nil
 }
+
+// Joined is closed once Run has joined a seed (memberlist then holds the
+// seed's full member table) or found no seeds to join.
+func (c *Cluster) Joined() <-chan struct{} { return c.joined }
 
 // LocalName is this node's member name.
 func (c *Cluster) LocalName() string { return c.cfg.NodeName }

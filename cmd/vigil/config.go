@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ type Config struct {
 	Ring        ring.Config              `yaml:"ring"`
 	Etcd        EtcdConfig               `yaml:"etcd"`
 	Targets     collector.RegistryConfig `yaml:"targets"`
+	Collector   CollectorConfig          `yaml:"collector"`
 }
 
 // DefaultConfig is what `vigil` with no arguments runs.
@@ -60,17 +62,18 @@ func DefaultConfig() Config {
 		Ring:               ring.DefaultConfig(),
 		Etcd:               defaultEtcdConfig(),
 		Targets:            collector.DefaultRegistryConfig(),
+		Collector:          defaultCollectorConfig(),
 	}
 }
 
 // RegisterFlags adds every flag, with c's values as defaults.
 func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	f.StringVar(configFile, "config.file", "", "optional YAML configuration file; flags given on the command line override it")
-	f.StringVar(&c.Target, "target", c.Target, `roles to run, comma-separated: ingester, distributor, querier, etcd, or all (= ingester,distributor,querier). "all" without -memberlist.join is the single node; anything else runs in a cluster`)
+	f.StringVar(&c.Target, "target", c.Target, `roles to run, comma-separated: ingester, distributor, querier, collector, etcd, or all. "all" without -memberlist.join is the single node (every role, with an embedded etcd unless -etcd.endpoints is set); in a cluster "all" is ingester,distributor,querier`)
 	f.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory for the WAL and Badger data")
 	f.StringVar(&c.HTTPListenAddress, "http.listen-address", c.HTTPListenAddress, "address of the HTTP API, UI and /metrics")
 	f.StringVar(&c.GRPCListenAddress, "grpc.listen-address", c.GRPCListenAddress, "address of the gRPC API (ingester service)")
-	f.DurationVar(&c.SelfScrapeInterval, "self-scrape.interval", c.SelfScrapeInterval, "how often Vigil scrapes its own /metrics into itself (job=\"vigil\"); 0 disables")
+	f.DurationVar(&c.SelfScrapeInterval, "self-scrape.interval", c.SelfScrapeInterval, "scrape interval of the node's own /metrics, which it registers as a target of job \"vigil\" when it knows an etcd (at least 1s; 0: do not register)")
 	f.StringVar(&c.LogLevel, "log.level", c.LogLevel, "log level: debug, info, warn, error")
 	f.StringVar(&c.LogFormat, "log.format", c.LogFormat, "log format: logfmt or json")
 	c.Storage.RegisterFlags(f)
@@ -81,6 +84,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	c.Ring.RegisterFlags(f)
 	c.Etcd.RegisterFlags(f)
 	c.Targets.RegisterFlags(f)
+	c.Collector.RegisterFlags(f)
 }
 
 // parseTarget returns the roles of a -target value.
@@ -90,17 +94,33 @@ func parseTarget(target string) (map[string]bool, error) {
 		switch r = strings.TrimSpace(r); r {
 		case "all":
 			roles["ingester"], roles["distributor"], roles["querier"] = true, true, true
-		case "ingester", "distributor", "querier", "etcd":
+		case "ingester", "distributor", "querier", "collector", "etcd":
 			roles[r] = true
 		case "":
 		default:
-			return nil, fmt.Errorf("target %q: unknown role %q (want ingester, distributor, querier, etcd or all)", target, r)
+			return nil, fmt.Errorf("target %q: unknown role %q (want ingester, distributor, querier, collector, etcd or all)", target, r)
 		}
 	}
 	if len(roles) == 0 {
 		return nil, fmt.Errorf("target %q names no role", target)
 	}
 	return roles, nil
+}
+
+// nodeRoles returns the roles this process runs: the single node adds the
+// collector, and an embedded etcd unless -etcd.endpoints names one.
+func (c Config) nodeRoles() map[string]bool {
+	roles, err := parseTarget(c.Target)
+	if err != nil {
+		return map[string]bool{}
+	}
+	if !c.clusterMode() && strings.TrimSpace(c.Target) == "all" {
+		roles["collector"] = true
+		if c.Etcd.Endpoints == "" {
+			roles["etcd"] = true
+		}
+	}
+	return roles
 }
 
 // clusterMode reports whether the process joins a cluster (memberlist,
@@ -116,10 +136,10 @@ func (c Config) clusterMode() bool {
 // Validate reports every problem with c.
 func (c Config) Validate() error {
 	var errs []error
-	roles, err := parseTarget(c.Target)
-	if err != nil {
+	if _, err := parseTarget(c.Target); err != nil {
 		errs = append(errs, err)
 	}
+	roles := c.nodeRoles()
 	if roles["etcd"] {
 		errs = append(errs, c.Etcd.Validate())
 	}
@@ -132,8 +152,11 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data.dir must be set"))
 	}
-	if c.SelfScrapeInterval < 0 {
-		errs = append(errs, errors.New("self-scrape.interval must not be negative"))
+	if c.SelfScrapeInterval != 0 && c.SelfScrapeInterval < time.Second {
+		errs = append(errs, errors.New("self-scrape.interval must be 0 or at least 1s"))
+	}
+	if roles["collector"] {
+		errs = append(errs, c.Collector.Validate())
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -197,6 +220,9 @@ func parseConfigSet(args []string, stderr io.Writer) (Config, *flag.FlagSet, err
 		}
 	}
 	cfg.Storage.Dir = cfg.DataDir
+	if cfg.Collector.Batch.Spool.Dir == "" {
+		cfg.Collector.Batch.Spool.Dir = filepath.Join(cfg.DataDir, "collector", "spool")
+	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, nil, fmt.Errorf("invalid configuration: %w", err)
 	}

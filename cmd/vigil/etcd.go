@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // EtcdConfig configures the embedded etcd role (-target=etcd): a
@@ -88,15 +91,49 @@ func (c EtcdConfig) Validate() error {
 	return nil
 }
 
-// startEtcd starts the embedded etcd and waits until it serves.
-func startEtcd(ctx context.Context, c EtcdConfig, dataDir string, logger *slog.Logger) (*embed.Etcd, error) {
+// embeddedEtcd is the etcd of the etcd role.
+type embeddedEtcd struct {
+	*embed.Etcd
+	level zap.AtomicLevel
+}
+
+// Close stops etcd. Its listeners log errors while they close ("use of
+// closed network connection"), which are not failures: they are silenced.
+func (e *embeddedEtcd) Close() {
+	e.level.SetLevel(zapcore.FatalLevel)
+	e.Etcd.Close()
+}
+
+// quietCore drops etcd's warnings about choices Vigil makes on purpose
+// (one port for HTTP and gRPC, no auth tokens), printed at every start.
+type quietCore struct{ zapcore.Core }
+
+var etcdExpected = map[string]bool{
+	"Running http and grpc server on single port. This is not recommended for production.": true,
+	"simple token is not cryptographically signed":                                         true,
+}
+
+func (c quietCore) With(f []zapcore.Field) zapcore.Core { return quietCore{c.Core.With(f)} }
+
+func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if etcdExpected[e.Message] || !c.Enabled(e.Level) {
+		return ce
+	}
+	return ce.AddCore(e, c)
+}
+
+// startEtcd starts the embedded etcd and waits until it serves. etcd logs
+// warnings and errors as JSON lines to stderr.
+func startEtcd(ctx context.Context, c EtcdConfig, dataDir string, logger *slog.Logger) (*embeddedEtcd, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = c.Name
 	cfg.Dir = c.DataDir
 	if cfg.Dir == "" {
 		cfg.Dir = filepath.Join(dataDir, "etcd")
 	}
-	cfg.LogLevel = "warn"
+	level := zap.NewAtomicLevelAt(zapcore.WarnLevel)
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(quietCore{zapcore.NewCore(
+		zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.Lock(os.Stderr), level)}))
 	var err error
 	if cfg.ListenClientUrls, err = parseURLs("etcd.listen-client-urls", c.ListenClientURLs); err != nil {
 		return nil, err
@@ -117,13 +154,14 @@ func startEtcd(ctx context.Context, c EtcdConfig, dataDir string, logger *slog.L
 		}
 	}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	ee, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd in %s: %w", cfg.Dir, err)
 	}
+	e := &embeddedEtcd{Etcd: ee, level: level}
 	select {
 	case <-e.Server.ReadyNotify():
-		logger.Info("embedded etcd is ready", "client_urls", c.ListenClientURLs, "dir", cfg.Dir)
+		logger.Info("embedded etcd is ready", "client_address", e.Clients[0].Addr().String(), "dir", cfg.Dir)
 		return e, nil
 	case err := <-e.Err():
 		e.Close()

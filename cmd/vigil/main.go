@@ -1,6 +1,7 @@
 // Command vigil runs Vigil. With no arguments it is a complete single-node
-// system: storage, ingester, distributor, querier and the HTTP API in one
-// process, scraping its own /metrics into itself.
+// system: storage, ingester, distributor, querier, collector, an embedded
+// etcd for the target registry and the HTTP API in one process, scraping
+// its own /metrics into itself.
 package main
 
 import (
@@ -26,7 +27,6 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sync/errgroup"
@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := newLogger(cfg, stderr)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	roles, _ := parseTarget(cfg.Target) // validated with cfg
+	roles := cfg.nodeRoles()
 	cluster := cfg.clusterMode()
 	start := time.Now()
 	n := &node{cfg: cfg, roles: roles, cluster: cluster, logger: logger, reg: reg}
@@ -95,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		<-gctx.Done()
 		return n.shutdown()
 	})
-	if err := n.becomeReady(); err != nil {
+	if err := n.becomeReady(gctx); err != nil {
 		// Surface the failure through the group: stop everything.
 		g.Go(func() error { return err })
 	} else {
@@ -114,7 +114,7 @@ type node struct {
 	reg     *prometheus.Registry
 	ready   readiness
 
-	etcd       *embed.Etcd
+	etcd       *embeddedEtcd
 	etcdClient *clientv3.Client
 	ring       *ring.Cluster
 	ringStop   context.CancelFunc
@@ -131,7 +131,12 @@ type node struct {
 	httpLn     net.Listener
 	httpSrv    *http.Server
 	httpURL    string
-	selfScrap  *selfScraper
+	registry   *collector.Registry
+	manager    *collector.Manager
+	batcher    *collector.Batcher
+	distSink   *distributorSink
+	collStop   context.CancelFunc
+	collDone   chan error
 	// announcedHTTP is the HTTP address in the ring (cluster mode).
 	announcedHTTP string
 }
@@ -140,14 +145,21 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	cfg, logger, reg := n.cfg, n.logger, n.reg
 	n.ready.set(errors.New("starting"))
 	if n.roles["etcd"] {
-		e, err := startEtcd(ctx, cfg.Etcd, cfg.DataDir, logger.With("component", "etcd"))
+		ec := cfg.Etcd
+		if !n.cluster && ec.ListenClientURLs == defaultEtcdConfig().ListenClientURLs && ec.ListenPeerURLs == defaultEtcdConfig().ListenPeerURLs {
+			// The single node's etcd is its own: free loopback ports, so
+			// it never clashes with an etcd already on 2379 (the URL is
+			// printed at start).
+			ec.ListenClientURLs, ec.ListenPeerURLs = "http://127.0.0.1:0", "http://127.0.0.1:0"
+		}
+		e, err := startEtcd(ctx, ec, cfg.DataDir, logger.With("component", "etcd"))
 		if err != nil {
 			return err
 		}
 		n.etcd = e
 	}
 	var err error
-	if n.roles["ingester"] || n.roles["distributor"] || n.roles["querier"] {
+	if n.roles["ingester"] || n.roles["distributor"] || n.roles["querier"] || n.roles["collector"] {
 		if n.grpcLn, err = net.Listen("tcp", cfg.GRPCListenAddress); err != nil {
 			return fmt.Errorf("listen on gRPC address %s: %w", cfg.GRPCListenAddress, err)
 		}
@@ -160,7 +172,7 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	if n.cluster {
 		rc := cfg.Ring
 		rc.Roles = nil
-		for _, r := range []string{"ingester", "distributor", "querier"} {
+		for _, r := range []string{"ingester", "distributor", "querier", "collector"} {
 			if n.roles[r] {
 				rc.Roles = append(rc.Roles, r)
 			}
@@ -171,7 +183,11 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		if rc.HTTPAddr == "" {
 			rc.HTTPAddr = announceAddr(n.httpLn.Addr(), rc.AdvertiseAddr)
 		}
-		if !n.roles["ingester"] {
+		switch {
+		case n.roles["ingester"]: // joining until it serves (becomeReady)
+		case n.roles["collector"]: // joining until it has joined the ring (becomeReady)
+			rc.InitialState = ring.StateJoining.String()
+		default:
 			rc.InitialState = ring.StateActive.String()
 		}
 		n.announcedHTTP = rc.HTTPAddr
@@ -264,6 +280,11 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	if err := n.mountRegistry(mux); err != nil {
 		return err
 	}
+	if n.roles["collector"] {
+		if err := n.startCollector(mux); err != nil {
+			return err
+		}
+	}
 	if n.ing != nil {
 		mux.Handle("/ingester/digest", n.ing.DigestHandler())
 	}
@@ -273,13 +294,6 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	n.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if cfg.SelfScrapeInterval > 0 && pusher != nil {
-		instance := loopbackHost(n.httpLn.Addr())
-		if n.cluster {
-			instance = n.announcedHTTP // unique per node
-		}
-		n.selfScrap = newSelfScraper(n.httpURL+"/metrics", instance, cfg.SelfScrapeInterval, pusher, logger.With("component", "self-scrape"))
-	}
 	return nil
 }
 
@@ -302,10 +316,7 @@ func (n *node) readyCheck() error {
 func (n *node) mountRegistry(mux *http.ServeMux) error {
 	endpoints := n.cfg.Etcd.Endpoints
 	if endpoints == "" && n.etcd != nil {
-		endpoints = n.cfg.Etcd.AdvertiseClientURLs
-		if endpoints == "" {
-			endpoints = n.cfg.Etcd.ListenClientURLs
-		}
+		endpoints = n.etcdURL()
 	}
 	if endpoints == "" {
 		return nil
@@ -319,8 +330,18 @@ func (n *node) mountRegistry(mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	n.registry = reg
 	mux.Handle("/api/v1/registry/", reg.Handler())
 	return nil
+}
+
+// etcdURL is the client URL of the embedded etcd: the advertised one, or
+// the address it listens on.
+func (n *node) etcdURL() string {
+	if n.cfg.Etcd.AdvertiseClientURLs != "" {
+		return n.cfg.Etcd.AdvertiseClientURLs
+	}
+	return "http://" + n.etcd.Clients[0].Addr().String()
 }
 
 // ingesters is what the querier reads from: the local ingester, or every
@@ -373,8 +394,11 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 	if n.pool != nil {
 		g.Go(func() error { n.retainConns(ctx); return nil })
 	}
-	if n.selfScrap != nil {
-		g.Go(func() error { return n.selfScrap.run(ctx) })
+	if n.manager != nil {
+		g.Go(func() error { return n.runCollector(ctx) })
+	}
+	if n.registry != nil && n.cfg.SelfScrapeInterval > 0 {
+		g.Go(func() error { return n.selfRegister(ctx) })
 	}
 	if n.etcd != nil {
 		g.Go(func() error {
@@ -428,9 +452,18 @@ func (n *node) retainConns(ctx context.Context) {
 	}
 }
 
-// becomeReady turns a cluster ingester active once it serves.
-func (n *node) becomeReady() error {
-	if n.ring != nil && n.roles["ingester"] {
+// becomeReady turns a cluster ingester active once it serves, and a
+// collector once it has joined the ring (so that it does not claim every
+// target while it knows no other collector).
+func (n *node) becomeReady(ctx context.Context) error {
+	if n.ring != nil && (n.roles["ingester"] || n.roles["collector"]) {
+		if n.roles["collector"] {
+			select {
+			case <-n.ring.Joined():
+			case <-ctx.Done():
+				return nil
+			}
+		}
 		if err := n.ring.SetState(ring.StateActive); err != nil {
 			return fmt.Errorf("announce active: %w", err)
 		}
@@ -446,6 +479,11 @@ func (n *node) shutdown() error {
 	n.ready.set(errors.New("shutting down"))
 	n.logger.Info("shutting down")
 	var errs []error
+	if n.manager != nil {
+		if err := n.shutdownCollector(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if n.repairer != nil {
 		if err := n.ring.SetState(ring.StateLeaving); err != nil {
 			errs = append(errs, fmt.Errorf("announce leaving: %w", err))
@@ -509,6 +547,16 @@ func (n *node) close() {
 	if n.pool != nil {
 		n.pool.Close()
 	}
+	if n.collStop != nil { // start failed after the collector began
+		n.collStop()
+		<-n.collDone
+	}
+	if n.batcher != nil {
+		n.batcher.Close()
+	}
+	if n.distSink != nil {
+		n.distSink.Close()
+	}
 	if n.db != nil {
 		if err := n.db.Close(); err != nil {
 			n.logger.Error("closing storage", "err", err)
@@ -528,9 +576,11 @@ func (n *node) printURLs(w io.Writer) {
   Query API / Grafana data source:  %s   (try %s/api/v1/query?query=up)
   Prometheus remote write:          %s/api/v1/write
   Metrics:                          %s/metrics
+  Scrape targets:                   %s/targets   (add: %s/api/v1/registry/targets, docs/targets.md)
+  etcd (target registry):           %s
   gRPC (Distributor.Push; internal Ingester API): %s
 Stop with Ctrl-C (SIGTERM flushes to disk).
-`, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, loopbackHost(n.grpcLn.Addr()))
+`, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.registryEndpoints(), loopbackHost(n.grpcLn.Addr()))
 		return
 	}
 	fmt.Fprintf(w, "Vigil is running (target %s).\n", n.cfg.Target)
@@ -544,8 +594,11 @@ Stop with Ctrl-C (SIGTERM flushes to disk).
 	if n.ring != nil {
 		fmt.Fprintf(w, "  Ring:                             %s/ring\n", n.httpURL)
 	}
+	if n.manager != nil {
+		fmt.Fprintf(w, "  Scrape targets:                   %s/targets\n", n.httpURL)
+	}
 	if n.etcd != nil {
-		fmt.Fprintf(w, "  etcd:                             %s\n", n.cfg.Etcd.ListenClientURLs)
+		fmt.Fprintf(w, "  etcd:                             %s\n", n.etcdURL())
 	}
 	fmt.Fprintf(w, "  Metrics:                          %s/metrics\n", n.httpURL)
 }

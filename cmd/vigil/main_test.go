@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,11 +71,13 @@ func query(t *testing.T, base, q string) string {
 }
 
 // TestRunSelfScrapesAndRestarts is the single node end to end in one
-// process: it starts, scrapes itself, answers `up`, shuts down on cancel
-// (flushing), and starts again on the same data with the data there.
+// process: it starts its embedded etcd, registers its own /metrics, its
+// collector scrapes it (visible on /api/v1/targets), it answers `up`,
+// shuts down on cancel (flushing), and starts again on the same data with
+// the data there.
 func TestRunSelfScrapesAndRestarts(t *testing.T) {
 	dir := t.TempDir()
-	args := []string{"-data.dir", dir, "-http.listen-address", "127.0.0.1:0", "-grpc.listen-address", "127.0.0.1:0", "-self-scrape.interval", "200ms"}
+	args := []string{"-data.dir", dir, "-http.listen-address", "127.0.0.1:0", "-grpc.listen-address", "127.0.0.1:0", "-self-scrape.interval", "1s"}
 	base, stop := startRun(t, args...)
 	deadline := time.Now().Add(20 * time.Second)
 	for query(t, base, `up{job="vigil"}`) != "1" {
@@ -83,14 +86,32 @@ func TestRunSelfScrapesAndRestarts(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The page may lag the stored sample by the scrape's bookkeeping.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		at := activeTargets(t, base)
+		if len(at) == 1 && at[0].ScrapePool == "vigil" && at[0].Health == "up" && at[0].State == "scraping" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/api/v1/targets: %+v, want the vigil target, up and scraping", at)
+		}
+	}
 	before := query(t, base, `count_over_time(up[1h])`)
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v on shutdown", err)
 	}
+	// Without self-registration (the first run's lease was revoked on
+	// shutdown) nothing scrapes any more: the count is what the first run
+	// stored, at least what it answered before its last scrapes.
 	base, stop = startRun(t, append(args, "-self-scrape.interval=0")...)
 	defer stop()
-	if after := query(t, base, `count_over_time(up[1h])`); after != before {
-		t.Fatalf("after restart count_over_time(up[1h]) = %q, before %q", after, before)
+	after := query(t, base, `count_over_time(up[1h])`)
+	if a, b := atoi(t, after), atoi(t, before); a < b {
+		t.Fatalf("after restart count_over_time(up[1h]) = %d, before %d", a, b)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if again := query(t, base, `count_over_time(up[1h])`); again != after {
+		t.Fatalf("count_over_time(up[1h]) grew from %s to %s with self-registration off", after, again)
 	}
 }
 
@@ -124,6 +145,21 @@ func TestConfig(t *testing.T) {
 		{name: "unknown yaml field", yaml: "no_such_field: 1\n", wantErr: "no_such_field"},
 		{name: "bad wal sync", args: []string{"-storage.wal-sync", "sometimes"}, wantErr: `wal_sync is "sometimes"`},
 		{name: "bad target", args: []string{"-target", "ruler"}, wantErr: `target "ruler"`},
+		{name: "self-scrape below 1s", args: []string{"-self-scrape.interval", "200ms"}, wantErr: "self-scrape.interval must be 0 or at least 1s"},
+		{name: "bad collector epsilon", args: []string{"-collector.epsilon", "-1"}, wantErr: "collector.epsilon"},
+		{name: "single node roles", check: func(c Config) error {
+			r := c.nodeRoles()
+			if !r["collector"] || !r["etcd"] || !r["ingester"] || c.Collector.Batch.Spool.Dir != filepath.Join("data", "collector", "spool") {
+				return fmt.Errorf("roles %v spool %s", r, c.Collector.Batch.Spool.Dir)
+			}
+			return nil
+		}},
+		{name: "single node with an external etcd", args: []string{"-etcd.endpoints", "http://127.0.0.1:1"}, check: func(c Config) error {
+			if r := c.nodeRoles(); !r["collector"] || r["etcd"] {
+				return fmt.Errorf("roles %v", r)
+			}
+			return nil
+		}},
 		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected arguments"},
 	}
 	for _, tc := range tests {
@@ -151,4 +187,37 @@ func TestConfig(t *testing.T) {
 	if _, err := parseConfig([]string{"-h"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q is not a count: %v", s, err)
+	}
+	return n
+}
+
+type activeTarget struct {
+	ScrapePool string `json:"scrapePool"`
+	Health     string `json:"health"`
+	State      string `json:"state"`
+}
+
+func activeTargets(t *testing.T, base string) []activeTarget {
+	t.Helper()
+	var out struct {
+		Data struct {
+			ActiveTargets []activeTarget `json:"activeTargets"`
+		} `json:"data"`
+	}
+	resp, err := http.Get(base + "/api/v1/targets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Data.ActiveTargets
 }

@@ -117,3 +117,7 @@ func (p *Pool) Close() error {
 	p.conns = nil
 	return nil
 }
+
+// Distributor returns a client of the Distributor service on the same
+// connection (for nodes that push to a distributor, like collectors).
+func (c *Conn) Distributor() DistributorClient { return NewDistributorClient(c.cc) }
