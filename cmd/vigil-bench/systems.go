@@ -51,12 +51,16 @@ type system struct {
 func vigilSystem(path string) *system {
 	return &system{
 		key: "vigil", name: "Vigil", path: path,
-		args: func(data, _ string, httpPort, grpcPort int) ([]string, error) {
+		args: func(data, work string, httpPort, grpcPort int) ([]string, error) {
 			return []string{
 				"-data.dir", data,
 				"-http.listen-address", fmt.Sprintf("127.0.0.1:%d", httpPort),
 				"-grpc.listen-address", fmt.Sprintf("127.0.0.1:%d", grpcPort),
 				"-self-scrape.interval=0",
+				// The single node's embedded etcd (the target registry)
+				// keeps its data outside the measured data dir: its
+				// preallocated WAL is not series data.
+				"-etcd.data-dir", filepath.Join(work, "etcd"),
 			}, nil
 		},
 		version:  goBinaryVersion,
