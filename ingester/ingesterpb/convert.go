@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/grpc/codes"
@@ -255,6 +256,11 @@ func FromStatus(err error) error {
 	case codes.InvalidArgument:
 		return model.BadData("ingester", errors.New(msg))
 	case codes.ResourceExhausted:
+		// ToStatus sends both classes as ResourceExhausted; the message
+		// keeps the class's text. Too large is final, overloaded is not.
+		if strings.Contains(msg, model.ErrTooLarge.Error()) {
+			return fmt.Errorf("%w: %s", model.ErrTooLarge, msg)
+		}
 		return fmt.Errorf("%w: %s", model.ErrOverloaded, msg)
 	case codes.Canceled:
 		return fmt.Errorf("%s: %w", msg, context.Canceled)

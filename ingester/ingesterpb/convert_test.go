@@ -3,6 +3,7 @@ package ingesterpb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 
@@ -100,12 +101,14 @@ func TestStatusMapping(t *testing.T) {
 		name string
 		err  error
 		code codes.Code
+		back error // the class FromStatus must give back
 	}{
-		{name: "bad data", err: model.BadData("x", errors.New("y")), code: codes.InvalidArgument},
-		{name: "too large", err: model.ErrTooLarge, code: codes.ResourceExhausted},
-		{name: "unavailable", err: model.ErrUnavailable, code: codes.Unavailable},
-		{name: "canceled", err: context.Canceled, code: codes.Canceled},
-		{name: "other", err: errors.New("boom"), code: codes.Internal},
+		{name: "bad data", err: model.BadData("x", errors.New("y")), code: codes.InvalidArgument, back: model.ErrBadData},
+		{name: "too large", err: fmt.Errorf("%w: 2000 samples over 1000", model.ErrTooLarge), code: codes.ResourceExhausted, back: model.ErrTooLarge},
+		{name: "overloaded", err: fmt.Errorf("%w: 64 requests in flight", model.ErrOverloaded), code: codes.ResourceExhausted, back: model.ErrOverloaded},
+		{name: "unavailable", err: model.ErrUnavailable, code: codes.Unavailable, back: model.ErrUnavailable},
+		{name: "canceled", err: context.Canceled, code: codes.Canceled, back: context.Canceled},
+		{name: "other", err: errors.New("boom"), code: codes.Internal, back: model.ErrUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -113,8 +116,8 @@ func TestStatusMapping(t *testing.T) {
 			if status.Code(st) != tc.code {
 				t.Fatalf("code %v, want %v", status.Code(st), tc.code)
 			}
-			if tc.code == codes.InvalidArgument && !errors.Is(FromStatus(st), model.ErrBadData) {
-				t.Fatal("InvalidArgument does not map back to ErrBadData")
+			if back := FromStatus(st); !errors.Is(back, tc.back) {
+				t.Fatalf("FromStatus(%v) = %v, want it to be %v", st, back, tc.back)
 			}
 		})
 	}
