@@ -113,9 +113,15 @@ type Manager struct {
 
 	leaveReq chan chan struct{} // Leave -> Run
 
-	// Owned by the Run goroutine.
-	reported   map[string]int // last load report written
-	reportedAt time.Time
+	// Writes to etcd happen in their own goroutine (writeLoop), so that an
+	// unavailable etcd never holds up scraping, handover or a Leave.
+	writeKick     chan struct{} // cap 1
+	wmu           sync.Mutex    // protects the fields below
+	pendingReport *loadReport
+	pendingRecord *assignmentRecord
+	pendingRev    int64
+	reported      map[string]int // last load report written
+	reportedAt    time.Time
 
 	mu       sync.Mutex // protects the fields below
 	active   map[string]*loop
@@ -153,8 +159,9 @@ func NewManager(cfg ManagerConfig, name string, registry *Registry, client *clie
 	m := &Manager{
 		cfg: cfg, name: name, registry: registry, members: members, changes: changes,
 		scrapeCfg: scrapeCfg, sink: sink, smetrics: sm, metrics: mm, logger: logger,
-		leaveReq: make(chan chan struct{}),
-		active:   map[string]*loop{},
+		leaveReq:  make(chan chan struct{}),
+		writeKick: make(chan struct{}, 1),
+		active:    map[string]*loop{},
 	}
 	m.coord = &coordinator{client: client, prefix: cfg.CoordPrefix, name: name, ttl: cfg.LoadReportTTL,
 		logger: logger, onErr: mm.coordErrors.Inc}
@@ -171,6 +178,11 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer func() {
 		stopLoops()
 		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		m.writeLoop(loopCtx)
 	}()
 	snaps := m.registry.Watch(ctx)
 	coords := m.coord.watch(ctx, m.registry.cfg.RetryBackoff, m.registry.cfg.MaxRetryBackoff)
@@ -248,9 +260,9 @@ func (m *Manager) Run(ctx context.Context) error {
 			if !haveSnap || !haveCoord {
 				break // nothing known to own yet
 			}
-			m.reconcile(ctx, coord, start)
+			m.reconcile(coord, start)
 		case <-report.C:
-			m.reportLoads(ctx)
+			m.reportLoads()
 		}
 		if leaveDone != nil && m.loopCount() == 0 {
 			close(leaveDone)
@@ -284,7 +296,7 @@ func (m *Manager) loopCount() int {
 }
 
 // reconcile computes ownership and starts, hands over or stops loops.
-func (m *Manager) reconcile(ctx context.Context, coord coordState, start func(*loop, int64)) {
+func (m *Manager) reconcile(coord coordState, start func(*loop, int64)) {
 	began := time.Now()
 	m.mu.Lock()
 	snap, leaving := m.snap, m.leaving
@@ -360,13 +372,60 @@ func (m *Manager) reconcile(ctx context.Context, coord coordState, start func(*l
 	// The leader (first active collector by name) records the assignment,
 	// so that every collector uses it as the previous one.
 	if !leaving && len(members) > 0 && slices.Min(members) == m.name && !coord.Record.sameAssignment(members, owners) {
-		ok, err := m.coord.publish(ctx, newRecord(m.name, members, owners, time.Now()), coord.RecordRev)
-		switch {
-		case err != nil:
-			m.metrics.coordErrors.Inc()
-			m.logger.Warn("record the assignment", "err", err)
-		case ok:
-			m.metrics.recordWrites.Inc()
+		m.wmu.Lock()
+		m.pendingRecord, m.pendingRev = newRecord(m.name, members, owners, time.Now()), coord.RecordRev
+		m.wmu.Unlock()
+		m.kickWriter()
+	}
+}
+
+func (m *Manager) kickWriter() {
+	select {
+	case m.writeKick <- struct{}{}:
+	default:
+	}
+}
+
+// writeLoop writes the newest pending load report and assignment record
+// to etcd until ctx ends. A failed write is logged and counted; the
+// report is tried again at the next load-report tick, the record at the
+// next reconcile that still finds it different.
+func (m *Manager) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.writeKick:
+		}
+		m.wmu.Lock()
+		rep, rec, rev := m.pendingReport, m.pendingRecord, m.pendingRev
+		m.pendingReport, m.pendingRecord = nil, nil
+		m.wmu.Unlock()
+		if rep != nil {
+			if err := m.coord.report(ctx, *rep); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				m.metrics.coordErrors.Inc()
+				m.logger.Warn("publish the load report", "err", err)
+			} else {
+				m.metrics.reports.Inc()
+				m.wmu.Lock()
+				m.reported, m.reportedAt = rep.Series, time.Now()
+				m.wmu.Unlock()
+			}
+		}
+		if rec != nil {
+			ok, err := m.coord.publish(ctx, rec, rev)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil:
+				m.metrics.coordErrors.Inc()
+				m.logger.Warn("record the assignment", "err", err)
+			case ok:
+				m.metrics.recordWrites.Inc()
+			}
 		}
 	}
 }
@@ -397,10 +456,11 @@ func (m *Manager) startLocked(key string, t Target, nowMs int64, start func(*loo
 	return true
 }
 
-// reportLoads publishes the series counts of this collector's targets
-// when they changed by more than 10% (or targets came or went) since the
-// last report, and otherwise every TTL/3 to keep the report alive.
-func (m *Manager) reportLoads(ctx context.Context) {
+// reportLoads queues the series counts of this collector's targets for
+// writing when they changed by more than 10% (or targets came or went)
+// since the last report written, and otherwise every TTL/3 to keep the
+// report alive.
+func (m *Manager) reportLoads() {
 	cur := map[string]int{}
 	m.mu.Lock()
 	for k, l := range m.active {
@@ -409,16 +469,15 @@ func (m *Manager) reportLoads(ctx context.Context) {
 		}
 	}
 	m.mu.Unlock()
-	if !loadsChanged(m.reported, cur) && time.Since(m.reportedAt) < m.cfg.LoadReportTTL/3 {
-		return
+	m.wmu.Lock()
+	due := loadsChanged(m.reported, cur) || time.Since(m.reportedAt) >= m.cfg.LoadReportTTL/3
+	if due {
+		m.pendingReport = &loadReport{Collector: m.name, Time: time.Now().UTC(), Series: cur}
 	}
-	if err := m.coord.report(ctx, loadReport{Collector: m.name, Time: time.Now().UTC(), Series: cur}); err != nil {
-		m.metrics.coordErrors.Inc()
-		m.logger.Warn("publish the load report", "err", err)
-		return
+	m.wmu.Unlock()
+	if due {
+		m.kickWriter()
 	}
-	m.metrics.reports.Inc()
-	m.reported, m.reportedAt = cur, time.Now()
 }
 
 // loadsChanged reports whether cur differs from last by a target or by
