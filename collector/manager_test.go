@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/url"
@@ -362,4 +363,43 @@ func FuzzCoordValue(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAssignmentRecordSize checks that the assignment record of 100,000
+// targets over 50 collectors fits etcd's default request limit (1.5 MiB)
+// with room to spare, after a join has moved targets.
+func TestAssignmentRecordSize(t *testing.T) {
+	if testing.Short() {
+		t.Skip("assigns 100,000 targets twice")
+	}
+	var members []string
+	for i := range 50 {
+		members = append(members, fmt.Sprintf("collector-%02d", i))
+	}
+	tl := make([]TargetLoad, 100_000)
+	for i := range tl {
+		n := 10 + i%97
+		if i%500 == 0 {
+			n = 5000 // some heavy targets
+		}
+		tl[i] = TargetLoad{ID: fmt.Sprintf("node/10.%d.%d.%d:9100", i>>16&255, i>>8&255, i&255), Series: n}
+	}
+	owners := Assign(members, tl, nil, 0.25)
+	joined := append(slices.Clone(members), "collector-50")
+	owners2, st := AssignStats(joined, tl, owners, 0.25)
+	for _, c := range []struct {
+		name    string
+		members []string
+		owners  map[string]string
+	}{{"fresh", members, owners}, {"after a join", joined, owners2}} {
+		r := newRecord(c.members[0], c.members, c.owners, time.Now())
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: record of %d targets: %d bytes, %d stored as moved (join moved %d)", c.name, len(c.owners), len(b), len(r.Moved), st.Moved)
+		if len(b) > 1<<20 {
+			t.Errorf("%s: record is %d bytes, over 1 MiB", c.name, len(b))
+		}
+	}
 }
