@@ -13,6 +13,7 @@ type registryMetrics struct {
 	invalid     prometheus.Gauge
 	resyncs     prometheus.Counter
 	watchErrors prometheus.Counter
+	reachable   prometheus.Gauge
 }
 
 func newRegistryMetrics(reg prometheus.Registerer) (*registryMetrics, error) {
@@ -31,11 +32,15 @@ func newRegistryMetrics(reg prometheus.Registerer) (*registryMetrics, error) {
 		}),
 		watchErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_collector_registry_watch_errors_total",
-			Help: "Failed registry reads and watch errors.",
+			Help: "Failed registry reads, watch errors and failed probes of a watch (etcd not answering).",
+		}),
+		reachable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_collector_registry_reachable",
+			Help: "1 while etcd answers the registry watch and its probes (every -targets.request-timeout), 0 while it does not and the last snapshot stays in force.",
 		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.targets, m.invalid, m.resyncs, m.watchErrors} {
+		for _, c := range []prometheus.Collector{m.targets, m.invalid, m.resyncs, m.watchErrors, m.reachable} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register target registry metrics: %w", err)
 			}

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -28,7 +29,13 @@ func (r *Registry) Watch(ctx context.Context) <-chan Snapshot {
 	go func() {
 		defer close(out)
 		w := &watcher{r: r, out: out, st: newRegistryState(), logged: map[string]string{}}
+		probed := make(chan struct{})
+		go func() {
+			defer close(probed)
+			w.probeLoop(ctx)
+		}()
 		w.run(ctx)
+		<-probed
 	}()
 	return out
 }
@@ -39,6 +46,8 @@ type watcher struct {
 	out    chan Snapshot
 	st     *registryState
 	logged map[string]string // invalid key -> error last logged
+	// unreachable is set while etcd fails reads; shared with probeLoop.
+	unreachable atomic.Bool
 }
 
 func (w *watcher) run(ctx context.Context) {
@@ -55,6 +64,7 @@ func (w *watcher) run(ctx context.Context) {
 				return
 			}
 			r.metrics.watchErrors.Inc()
+			w.setReachable(false)
 			r.logger.Warn("target registry unavailable, keeping the last snapshot", "prefix", r.cfg.Prefix, "retry_in", backoff, "err", err)
 			if !sleepCtx(ctx, backoff) {
 				return
@@ -66,6 +76,7 @@ func (w *watcher) run(ctx context.Context) {
 			r.logger.Info("target registry re-read", "prefix", r.cfg.Prefix, "revision", rev, "keys", len(w.st.entries))
 		}
 		loaded = true
+		w.setReachable(true)
 		w.deliver(ctx, w.st.snapshot(rev))
 		progressed, err := w.follow(ctx, rev)
 		if ctx.Err() != nil {
@@ -150,6 +161,48 @@ func (w *watcher) deliver(ctx context.Context, s Snapshot) {
 		default:
 		}
 	}
+}
+
+// probeLoop reads the key count of the prefix every RequestTimeout until
+// ctx ends: a watch on an etcd that went away waits silently while the
+// client reconnects, and the operator should still learn of it.
+func (w *watcher) probeLoop(ctx context.Context) {
+	r := w.r
+	t := time.NewTicker(r.cfg.RequestTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+		_, err := r.client.Get(pctx, r.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.metrics.watchErrors.Inc()
+		}
+		w.setReachable(err == nil)
+	}
+}
+
+// setReachable records whether etcd answers, logging the transitions.
+func (w *watcher) setReachable(up bool) {
+	r := w.r
+	switch {
+	case up && w.unreachable.CompareAndSwap(true, false):
+		r.logger.Info("etcd answers again", "prefix", r.cfg.Prefix)
+	case !up && w.unreachable.CompareAndSwap(false, true):
+		r.logger.Warn("etcd does not answer; the last target registry snapshot stays in force", "prefix", r.cfg.Prefix)
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	r.metrics.reachable.Set(v)
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -159,6 +159,11 @@ func TestRegistryWatchResync(t *testing.T) {
 	if sr.last.Revision != before {
 		t.Fatal("snapshot changed while cut off")
 	}
+	// The watch itself waits silently; its probe says etcd is gone.
+	down := eventually(t, 30*time.Second, "vigil_collector_registry_reachable 0 while cut off", func() bool {
+		return metricValue(t, r.metrics.reachable) == 0
+	})
+	t.Logf("etcd reported unreachable %s after the cut (probe every %s)", down.Round(time.Millisecond), r.cfg.RequestTimeout)
 
 	proxy.setDown(false)
 	took := sr.waitFor("resync", 60*time.Second, func(s Snapshot) bool {
@@ -168,6 +173,9 @@ func TestRegistryWatchResync(t *testing.T) {
 	t.Logf("recovered the full set %s after reconnecting (resyncs %v, watch errors %v)", took.Round(time.Millisecond), resyncs, errs)
 	if resyncs < 1 {
 		t.Fatalf("resyncs_total = %v, want a re-read after compaction", resyncs)
+	}
+	if up := metricValue(t, r.metrics.reachable); up != 1 {
+		t.Fatalf("vigil_collector_registry_reachable = %v after the resync, want 1", up)
 	}
 	if sr.last.Revision < resp.Header.Revision {
 		t.Fatalf("revision %d after resync, compacted at %d", sr.last.Revision, resp.Header.Revision)

@@ -192,11 +192,11 @@ func (x *neInterop) compareSeriesSets(registered time.Time) {
 	x.nonFinite = neInteropNonFinite(x.want)
 	t.Logf("series whose value is NaN or ±Inf in Prometheus: %d: %s", len(x.nonFinite), strings.Join(neInteropSorted(x.nonFinite), ", "))
 	for _, extra := range [][]string{
-		{labels.MetricName, "interop_nan_gauge"},
-		{labels.MetricName, "interop_inf_gauge", "sign", "pos"},
-		{labels.MetricName, "interop_inf_gauge", "sign", "neg"},
-		{labels.MetricName, "interop_latency_seconds", "quantile", "0.5"},
-		{labels.MetricName, "interop_latency_seconds", "quantile", "0.99"},
+		{"__name__", "interop_nan_gauge"},
+		{"__name__", "interop_inf_gauge", "sign", "pos"},
+		{"__name__", "interop_inf_gauge", "sign", "neg"},
+		{"__name__", "interop_latency_seconds", "quantile", "0.5"},
+		{"__name__", "interop_latency_seconds", "quantile", "0.99"},
 	} {
 		if k := labels.FromStrings(append(extra, "job", "node", "instance", x.ne.addr)...).String(); !x.nonFinite[k] {
 			t.Errorf("Prometheus does not hold the non-finite series %s from the textfile: the NaN check proves nothing", k)
@@ -350,7 +350,7 @@ func (x *neInterop) checkDown() {
 	})
 	exporterSeries := 0
 	for _, s := range x.want.Series {
-		if !neInteropSynthetic[s.Labels.Get(labels.MetricName)] {
+		if !neInteropSynthetic[s.Labels.Get("__name__")] {
 			exporterSeries++
 		}
 	}
@@ -593,7 +593,7 @@ func neInteropNonFinite(r *queryResult) map[string]bool {
 func neInteropGroups(r *queryResult) string {
 	counts := map[string]int{}
 	for _, s := range r.Series {
-		name := s.Labels.Get(labels.MetricName)
+		name := s.Labels.Get("__name__")
 		group := "synthetic"
 		if !neInteropSynthetic[name] {
 			group, _, _ = strings.Cut(name, "_")
@@ -747,7 +747,7 @@ func neInteropNormalizeV3(r *queryResult, types map[string]string) (*queryResult
 	out := &queryResult{ResultType: r.ResultType, Warnings: r.Warnings, Infos: r.Infos, Raw: r.Raw}
 	var changes []string
 	for _, s := range r.Series {
-		name := s.Labels.Get(labels.MetricName)
+		name := s.Labels.Get("__name__")
 		label := ""
 		switch {
 		case types[name] == "summary":

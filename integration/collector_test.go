@@ -340,7 +340,14 @@ func TestCollectorEtcdDown(t *testing.T) {
 		cancel()
 		t.Logf("%s /-/ready with etcd down: %v", n.nodeName, err)
 	}
-	logMetrics(t, cc.collectors, "vigil_collector_registry_watch_errors_total", "vigil_collector_registry_resyncs_total")
+	logMetrics(t, cc.collectors, "vigil_collector_registry_watch_errors_total", "vigil_collector_registry_resyncs_total", "vigil_collector_registry_reachable")
+	// 25 s after the kill every collector's registry watch has noticed
+	// (it probes every -targets.request-timeout, 10 s).
+	for _, n := range cc.collectors {
+		if v, err := n.metricSum("vigil_collector_registry_reachable"); err != nil || v != 0 {
+			t.Errorf("%s: vigil_collector_registry_reachable = %v (%v) with etcd down for 25 s, want 0", n.nodeName, v, err)
+		}
+	}
 
 	// A collector asked to stop while etcd is down exits, cleanly, within
 	// the harness' SIGTERM grace (stopGrace, 30 s).
