@@ -1,0 +1,211 @@
+package compactor
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// EncodingAggregate is the encoding byte of an aggregate chunk in a tier's
+// chunk value (docs/storage.md, "Badger keys"; raw XOR chunks are 1).
+const EncodingAggregate byte = 2
+
+// MaxChunkWindows is the most windows one aggregate chunk holds.
+const MaxChunkWindows = 120
+
+// maxExactTime bounds FirstT and LastT, which the chunk stores as float64.
+const maxExactTime = 1 << 53
+
+// chunkColumns are the length-prefixed XOR chunks after the (End, Count)
+// chunk, in order.
+var chunkColumns = [...]Column{ColumnSum, ColumnMin, ColumnMax, ColumnFirstT, ColumnFirstV, ColumnLastT, ColumnLastV, ColumnInc}
+
+// AppendChunk appends the aggregate chunk of ws (1 to MaxChunkWindows
+// windows of one series, End strictly increasing) to dst:
+//
+//	uvarint(n) xor(End, Count) 8 × { uvarint(len) xor(End, column) }
+//
+// for the columns Sum, Min, Max, FirstT, FirstV, LastT, LastV, Inc, where
+// xor is a Prometheus XOR chunk (its 2-byte header included) and times are
+// float64 milliseconds. The encoding byte is not included. Windows that
+// cannot be real aggregates (Count not a positive integer, not
+// FirstT ≤ LastT ≤ End, a time beyond ±2⁵³) are refused, as DecodeChunk
+// refuses them.
+func AppendChunk(dst []byte, ws []Window) ([]byte, error) {
+	if err := checkWindows(ws); err != nil {
+		return dst, fmt.Errorf("encode aggregate chunk: %w", err)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(ws)))
+	dst = append(dst, xorColumn(ws, ColumnCount)...)
+	for _, c := range chunkColumns {
+		b := xorColumn(ws, c)
+		dst = binary.AppendUvarint(dst, uint64(len(b)))
+		dst = append(dst, b...)
+	}
+	return dst, nil
+}
+
+func xorColumn(ws []Window, c Column) []byte {
+	xc := chunkenc.NewXORChunk()
+	app, _ := xc.Appender() // cannot fail on an empty chunk
+	for i := range ws {
+		app.Append(0, ws[i].End, ws[i].value(c))
+	}
+	return xc.Bytes()
+}
+
+func checkWindows(ws []Window) error {
+	if len(ws) == 0 || len(ws) > MaxChunkWindows {
+		return fmt.Errorf("%d windows, want 1 to %d", len(ws), MaxChunkWindows)
+	}
+	for i, w := range ws {
+		if i > 0 && w.End <= ws[i-1].End {
+			return fmt.Errorf("window %d: end %d not after the previous end %d", i, w.End, ws[i-1].End)
+		}
+		if !(w.Count >= 1 && w.Count <= maxExactTime && w.Count == math.Trunc(w.Count)) {
+			return fmt.Errorf("window %d: count %v is not a positive integer", i, w.Count)
+		}
+		if w.FirstT < -maxExactTime || w.LastT > maxExactTime {
+			return fmt.Errorf("window %d: times %d..%d beyond ±2^53 ms", i, w.FirstT, w.LastT)
+		}
+		if !(w.FirstT <= w.LastT && w.LastT <= w.End) {
+			return fmt.Errorf("window %d: first_t %d, last_t %d, end %d out of order", i, w.FirstT, w.LastT, w.End)
+		}
+	}
+	return nil
+}
+
+// DecodeChunk decodes an aggregate chunk (without its encoding byte). It
+// checks the whole layout and every window and returns an error naming
+// what is wrong; it never panics. The returned windows are new memory.
+func DecodeChunk(b []byte) ([]Window, error) {
+	ws, err := decodeChunk(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode aggregate chunk: %w", err)
+	}
+	return ws, nil
+}
+
+func decodeChunk(b []byte) ([]Window, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return nil, errors.New("truncated window count")
+	}
+	if n == 0 || n > MaxChunkWindows {
+		return nil, fmt.Errorf("%d windows, want 1 to %d", n, MaxChunkWindows)
+	}
+	b = b[k:]
+	ws := make([]Window, n)
+
+	// The (End, Count) chunk has no length: decode it from all that is
+	// left, then find its end by encoding it again. That also requires it
+	// to be canonical, so that a chunk has a single encoding.
+	ends, counts, err := decodeXOR(b, len(ws))
+	if err != nil {
+		return nil, fmt.Errorf("column count: %w", err)
+	}
+	for i := range ws {
+		if i > 0 && ends[i] <= ends[i-1] {
+			return nil, fmt.Errorf("window %d: end %d not after the previous end %d", i, ends[i], ends[i-1])
+		}
+		ws[i].End, ws[i].Count = ends[i], counts[i]
+	}
+	canon := xorColumn(ws, ColumnCount)
+	if !bytes.HasPrefix(b, canon) {
+		return nil, errors.New("column count: not canonically encoded")
+	}
+	b = b[len(canon):]
+
+	for _, c := range chunkColumns {
+		l, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, fmt.Errorf("column %s: truncated length", c)
+		}
+		if l > uint64(len(b)-k) {
+			return nil, fmt.Errorf("column %s: length %d beyond the %d bytes left", c, l, len(b)-k)
+		}
+		ts, vs, err := decodeXOR(b[k:k+int(l)], len(ws))
+		if err != nil {
+			return nil, fmt.Errorf("column %s: %w", c, err)
+		}
+		b = b[k+int(l):]
+		for i := range ws {
+			if ts[i] != ws[i].End {
+				return nil, fmt.Errorf("column %s: window %d at time %d, want %d", c, i, ts[i], ws[i].End)
+			}
+			if err := ws[i].set(c, vs[i]); err != nil {
+				return nil, fmt.Errorf("column %s: window %d: %w", c, i, err)
+			}
+		}
+	}
+	if len(b) > 0 {
+		return nil, fmt.Errorf("%d trailing bytes", len(b))
+	}
+	if err := checkWindows(ws); err != nil {
+		return nil, err
+	}
+	return ws, nil
+}
+
+// decodeXOR decodes an XOR chunk that must hold exactly n samples; bytes
+// after them are ignored.
+func decodeXOR(b []byte, n int) ([]int64, []float64, error) {
+	if len(b) < 2 {
+		return nil, nil, fmt.Errorf("truncated chunk header (%d bytes)", len(b))
+	}
+	if got := int(binary.BigEndian.Uint16(b)); got != n {
+		return nil, nil, fmt.Errorf("%d samples, want %d", got, n)
+	}
+	xc, err := chunkenc.FromData(chunkenc.EncXOR, b)
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, vs := make([]int64, 0, n), make([]float64, 0, n)
+	it := xc.Iterator(nil)
+	for it.Next() == chunkenc.ValFloat {
+		t, v := it.At()
+		ts, vs = append(ts, t), append(vs, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("after %d samples: %w", len(ts), err)
+	}
+	if len(ts) != n {
+		return nil, nil, fmt.Errorf("%d samples decoded, want %d", len(ts), n)
+	}
+	return ts, vs, nil
+}
+
+// set stores v into column c; the time columns must hold integral
+// milliseconds within ±2⁵³.
+func (w *Window) set(c Column, v float64) error {
+	switch c {
+	case ColumnFirstT, ColumnLastT:
+		if !(math.Abs(v) <= maxExactTime && v == math.Trunc(v)) {
+			return fmt.Errorf("time %v is not an integral millisecond within ±2^53", v)
+		}
+		if c == ColumnFirstT {
+			w.FirstT = int64(v)
+		} else {
+			w.LastT = int64(v)
+		}
+	case ColumnCount:
+		w.Count = v
+	case ColumnSum:
+		w.Sum = v
+	case ColumnMin:
+		w.Min = v
+	case ColumnMax:
+		w.Max = v
+	case ColumnFirstV:
+		w.FirstV = v
+	case ColumnLastV:
+		w.LastV = v
+	case ColumnInc:
+		w.Inc = v
+	}
+	return nil
+}
