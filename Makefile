@@ -27,6 +27,7 @@ FUZZ_TARGETS := \
 	./collector:FuzzSpoolFrame \
 	./collector:FuzzAssign \
 	./collector:FuzzCoordValue \
+	./compactor:FuzzAggregateChunk \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol \
