@@ -6,7 +6,9 @@
 # duration -fuzztime, a worker still running at the deadline makes
 # `go test` fail with a bare "context deadline exceeded" and no input
 # (golang/go#75804, fixed in Go 1.27). Such a run is retried, at most
-# twice; three such runs in a row fail the target.
+# twice; three such runs in a row fail the target. Minimizing a new
+# interesting input is capped at FUZZMINIMIZETIME (default 2s), or a
+# 10 s run can spend most of its time minimizing.
 set -uo pipefail
 fuzztime=${FUZZTIME:-10s}
 go=${GO:-go}
@@ -19,7 +21,7 @@ for t in "$@"; do
 		before=$(ls "$dir" 2>/dev/null | sort)
 		echo "fuzz $pkg $name for $fuzztime (try $try)"
 		out=$(mktemp)
-		$go test -run='^$' -fuzz="^$name\$" -fuzztime="$fuzztime" "$pkg" 2>&1 | tee "$out"
+		$go test -run='^$' -fuzz="^$name\$" -fuzztime="$fuzztime" -fuzzminimizetime="${FUZZMINIMIZETIME:-2s}" "$pkg" 2>&1 | tee "$out"
 		rc=${PIPESTATUS[0]}
 		after=$(ls "$dir" 2>/dev/null | sort)
 		new=$(comm -13 <(echo "$before") <(echo "$after"))
