@@ -53,7 +53,7 @@ func (db *DB) Backfill(ctx context.Context, batch []model.Series) (model.PushRes
 	}
 	res.Stored = n + nOld
 	if nOld > 0 {
-		db.coldChanges.Add(1) // chunks are only written for samples past the head's window
+		db.coldChanges.n.Add(1) // chunks are only written for samples past the head's window; the days' marks moved in backfillChunks
 	}
 	db.metrics.backfilled.WithLabelValues("head").Add(float64(n))
 	db.metrics.backfilled.WithLabelValues("chunks").Add(float64(nOld))
@@ -188,6 +188,10 @@ func (db *DB) backfillChunks(ctx context.Context, old []model.Series, res *model
 	if wbErr != nil {
 		return 0, fmt.Errorf("stage backfill batch: %w", wbErr)
 	}
+	// The days' cold-change marks move before the chunks are durable, so
+	// that a crash in between still finds them moved (persisted ahead),
+	// and again after, for whoever read them meanwhile.
+	db.coldChanges.mark(allParts, false)
 	// Make the chunks findable before they become visible: queries list
 	// partitions from db.parts, and skip Badger above the watermark.
 	for _, p := range allParts {
@@ -202,6 +206,7 @@ func (db *DB) backfillChunks(ctx context.Context, old []model.Series, res *model
 	if err := db.bdb.Sync(); err != nil {
 		return 0, fmt.Errorf("sync badger: %w", err)
 	}
+	db.coldChanges.mark(allParts, false)
 	db.metrics.backfillChunks.Add(float64(nChunks))
 	return stored, nil
 }

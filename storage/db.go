@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +29,11 @@ import (
 // Append, the queriers and Flush are safe for concurrent use.
 type DB struct {
 	// coldChanges counts writes and deletions that touched data older
-	// than ColdAge (see ColdChanges).
-	coldChanges atomic.Uint64
+	// than ColdAge (see ColdChanges) and keeps the per-day marks
+	// (ColdChangesDay, tier.go).
+	coldChanges coldCounter
+
+	tiers tierState // the compactor's tier days (tier.go)
 
 	cfg     Config
 	logger  *slog.Logger
@@ -122,6 +126,7 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 		pending: map[string]uint64{},
 	}
 	db.onlyInBadgerBefore.Store(math.MinInt64)
+	db.coldChanges.bdb, db.coldChanges.logger = bdb, logger
 	db.tooOldMsg = fmt.Sprintf("older than the out-of-order window (%s behind the newest sample)", cfg.OutOfOrderWindow)
 	start := time.Now()
 	next, err := db.load(walDir)
@@ -177,6 +182,9 @@ func (db *DB) load(walDir string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read meta: %w", err)
 	}
+	if err := db.coldChanges.load(); err != nil {
+		return 0, fmt.Errorf("read cold-change marks: %w", err)
+	}
 	if err := db.discoverPartitions(); err != nil {
 		return 0, fmt.Errorf("list partitions: %w", err)
 	}
@@ -187,7 +195,7 @@ func (db *DB) load(walDir string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	next, tombs, err := db.replay(walDir, from)
+	next, tombs, coldParts, err := db.replay(walDir, from)
 	if err != nil {
 		return 0, err
 	}
@@ -206,6 +214,9 @@ func (db *DB) load(walDir string) (int, error) {
 		db.replayedTombstones = len(tombs)
 		db.metrics.deletedSeries.Add(float64(len(tombs)))
 	}
+	// The marks of replayed changes may not have been persisted before the
+	// crash: move them again (deletions: every day).
+	db.coldChanges.mark(coldParts, len(tombs) > 0)
 	return next, nil
 }
 
@@ -375,14 +386,17 @@ func (db *DB) seriesForReplay(txn *badger.Txn, ref uint64, sb *labels.ScratchBui
 // window) are not re-applied: every logged sample was accepted once.
 // Tombstones are applied to the head where they occur in the log (samples
 // logged after one are kept) and returned (ref → maxt) to be applied to
-// Badger.
-func (db *DB) replay(walDir string, from int) (int, map[uint64]int64, error) {
+// Badger. It also returns the partitions of replayed samples older than
+// ColdAge.
+func (db *DB) replay(walDir string, from int) (int, map[uint64]int64, []uint32, error) {
 	var (
-		sb    labels.ScratchBuilder
-		rec   walRecord
-		byRef = map[uint64]*memSeries{}
-		tombs = map[uint64]int64{}
-		lost  int
+		sb         labels.ScratchBuilder
+		rec        walRecord
+		byRef      = map[uint64]*memSeries{}
+		tombs      = map[uint64]int64{}
+		lost       int
+		coldBefore = time.Now().Add(-ColdAge).UnixMilli()
+		coldParts  []uint32
 	)
 	txn := db.bdb.NewTransaction(false)
 	defer txn.Discard()
@@ -418,6 +432,11 @@ func (db *DB) replay(walDir string, from int) (int, map[uint64]int64, error) {
 			s.append(smp.t, smp.v, math.MinInt64, db.chunkRange, db.head)
 			s.mu.Unlock()
 			db.head.updateMaxT(smp.t)
+			if smp.t < coldBefore {
+				if p := partitionOf(smp.t); !slices.Contains(coldParts, p) {
+					coldParts = append(coldParts, p)
+				}
+			}
 		}
 		for _, ts := range rec.tombstones {
 			if s := db.head.byRef(ts.id); s != nil {
@@ -434,7 +453,7 @@ func (db *DB) replay(walDir string, from int) (int, map[uint64]int64, error) {
 	if lost > 0 {
 		db.logger.Error("wal samples refer to unknown series and were skipped", "samples", lost)
 	}
-	return next, tombs, err
+	return next, tombs, coldParts, err
 }
 
 func (db *DB) inBadger(lset labels.Labels) (bool, error) {
@@ -504,9 +523,11 @@ func (db *DB) Close() error {
 		db.appendMu.Lock()
 		db.closed = true
 		db.appendMu.Unlock()
+		db.closeTiers()                // waits for a tier write or drop in progress
+		cerr := db.coldChanges.close() // the exact marks: a clean restart moves none
 		werr := db.wal.Close()
 		berr := db.bdb.Close()
-		db.closeErr = errors.Join(ferr, werr, berr)
+		db.closeErr = errors.Join(ferr, cerr, werr, berr)
 	})
 	return db.closeErr
 }
@@ -525,12 +546,16 @@ const ColdAge = 2 * time.Hour
 // ColdChanges returns a counter that moves after every write or deletion
 // that touched samples older than ColdAge (a late append, a backfill, a
 // delete). A summary of data older than ColdAge computed after reading the
-// counter stays valid while the counter has not moved.
+// counter stays valid while the counter has not moved. ColdChangesDay is
+// the same per day.
 func (db *DB) ColdChanges() uint64 { return db.coldChanges.Load() }
 
-// touchedCold records a change to samples as old as minT.
+// touchedCold records an append of samples as old as minT. The cold ones
+// lie between minT and the cutoff, at or before the head's newest sample.
 func (db *DB) touchedCold(minT int64) {
-	if minT < time.Now().Add(-ColdAge).UnixMilli() {
-		db.coldChanges.Add(1)
+	cutoff := time.Now().Add(-ColdAge).UnixMilli()
+	if minT < cutoff {
+		db.coldChanges.markRange(minT, min(cutoff, db.head.maxt.Load()))
+		db.coldChanges.n.Add(1)
 	}
 }

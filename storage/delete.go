@@ -32,6 +32,7 @@ type deleteTarget struct {
 	lset labels.Labels // empty if not known yet (read from Badger when needed)
 	mem  *memSeries    // the head series when matched, nil if not in the head
 	hit  bool          // a sample was removed
+	days []uint32      // partitions it lost samples in
 }
 
 // DeleteSeries removes every sample with t <= maxt of every series for
@@ -81,6 +82,7 @@ func (db *DB) DeleteSeries(ctx context.Context, match func(labels.Labels) bool, 
 	for i := range targets {
 		if s := targets[i].mem; s != nil {
 			s.mu.Lock()
+			targets[i].days = s.daysUpTo(maxt, targets[i].days)
 			if s.deleteUpTo(maxt) > 0 {
 				targets[i].hit = true
 			}
@@ -88,7 +90,12 @@ func (db *DB) DeleteSeries(ctx context.Context, match func(labels.Labels) bool, 
 		}
 	}
 	err = db.deleteChunks(targets)
-	db.coldChanges.Add(1) // after applying: a summary read before is invalidated
+	var days []uint32 // after applying: a summary read before is invalidated
+	for _, tg := range targets {
+		days = append(days, tg.days...)
+	}
+	db.coldChanges.mark(days, false)
+	db.coldChanges.n.Add(1)
 	if err != nil {
 		return 0, fmt.Errorf("delete chunks: %w", err)
 	}
@@ -247,6 +254,22 @@ func (s *memSeries) deleteUpTo(maxt int64) int {
 	return removed
 }
 
+// daysUpTo appends the partitions of the samples at or before maxt in
+// memory. s.mu is held.
+func (s *memSeries) daysUpTo(maxt int64, dst []uint32) []uint32 {
+	for _, c := range s.chunks {
+		if c.mint <= maxt {
+			dst = append(dst, partitionOf(c.mint)) // chunks never span partitions
+		}
+	}
+	for _, smp := range s.ooo {
+		if smp.T <= maxt {
+			dst = append(dst, partitionOf(smp.T))
+		}
+	}
+	return dst
+}
+
 // trimChunk returns a new chunk with the samples of c after maxt (c has at
 // least one), an appender to it, and its first timestamp.
 func trimChunk(c *chunkenc.XORChunk, maxt int64) (*chunkenc.XORChunk, chunkenc.Appender, int64) {
@@ -308,6 +331,9 @@ func (db *DB) deleteChunks(targets []deleteTarget) error {
 					return err
 				}
 				tg.hit = tg.hit || removed
+				if removed {
+					tg.days = append(tg.days, part)
+				}
 				if !removed || kept {
 					continue
 				}

@@ -15,22 +15,27 @@ import (
 //	labels:   0x02 id(8)                                      → labels
 //	postings: 0x03 tier(1) part(4) len name len value id(8)   → empty
 //	chunks:   0x04 tier(1) part(4) id(8) mint(8) seq(8)       → chunk value
+//	progress: 0x05 tier(1) part(4)                            → compactor's progress
 //
-// "part" is the time partition (day) a chunk's min time falls in, so that
-// dropping a partition is one DropPrefix of postings and chunks, and a query
-// over a short range only reads the partitions it covers.
+// "part" is the time partition (day) a chunk's min time falls in (for the
+// downsampled tiers, the day the compactor wrote it for, see tier.go), so
+// that dropping a partition is one DropPrefix of postings and chunks, and a
+// query over a short range only reads the partitions it covers.
 const (
 	prefixMeta     byte = 0x00
 	prefixSeries   byte = 0x01
 	prefixLabels   byte = 0x02
 	prefixPostings byte = 0x03
 	prefixChunks   byte = 0x04
+	prefixProgress byte = 0x05
 )
 
-// Tier numbers; raw is the only one this package writes, the compactor adds
-// the downsampled ones.
+// Tier numbers: raw samples, and the compactor's 1 m and 1 h aggregates
+// (docs/downsampling.md), which it writes with DB.WriteTierDay.
 const (
-	TierRaw byte = 0
+	TierRaw    byte = 0
+	TierMinute byte = 1
+	TierHour   byte = 2
 )
 
 // FormatVersion is stored under meta "version"; Open refuses other versions.
@@ -45,6 +50,7 @@ var (
 	metaNextID    = []byte{prefixMeta, 'm', 'n', 'e', 'x', 't', 'i', 'd'}
 	metaNextSeq   = []byte{prefixMeta, 'm', 'n', 'e', 'x', 't', 's', 'e', 'q'}
 	metaHeadMaxT  = []byte{prefixMeta, 'm', 'h', 'e', 'a', 'd', 'm', 'a', 'x', 't'}
+	metaColdDays  = []byte{prefixMeta, 'm', 'c', 'o', 'l', 'd', 'd', 'a', 'y', 's'}
 	errShortValue = errors.New("value too short")
 )
 
@@ -123,12 +129,20 @@ func chunkSeriesPrefix(tier byte, part uint32, id uint64) []byte {
 }
 
 func chunkKey(tier byte, id uint64, mint int64, seq uint64) []byte {
-	k := chunkSeriesPrefix(tier, partitionOf(mint), id)
+	return tierChunkKey(tier, partitionOf(mint), id, mint, seq)
+}
+
+// tierChunkKey is the key of a chunk filed under partition part.
+func tierChunkKey(tier byte, part uint32, id uint64, mint int64, seq uint64) []byte {
+	k := chunkSeriesPrefix(tier, part, id)
 	k = k[:len(k)+16]
 	putTime(k[len(k)-16:], mint)
 	binary.BigEndian.PutUint64(k[len(k)-8:], seq)
 	return k
 }
+
+// progressKey is the key of the compactor's progress of a tier day.
+func progressKey(tier byte, part uint32) []byte { return partPrefix(prefixProgress, tier, part) }
 
 // parseChunkKey returns id, mint and seq of a chunk key.
 func parseChunkKey(k []byte) (id uint64, mint int64, seq uint64, err error) {

@@ -1,0 +1,765 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+// The downsampled tiers (docs/downsampling.md). The compactor writes one
+// day of one tier at a time with WriteTierDay and reads tiers back with
+// TierSelect. A tier day exists for readers only while its progress key
+// does: WriteTierDay removes the key first and writes it last, so a crash
+// leaves a day either complete or without progress, and days without
+// progress are never read.
+
+var (
+	// ErrTierDayChanged is returned by TierSeriesSet.Err when a tier day it
+	// was reading was rewritten or dropped meanwhile; select again.
+	ErrTierDayChanged = errors.New("tier day rewritten or dropped during the read")
+	// ErrDayInHead refuses to drop a raw day whose samples are still in
+	// memory (the day is too recent, or the head is stalled).
+	ErrDayInHead = errors.New("the head still holds samples of the day")
+)
+
+// TierChunk is one stored chunk of a tier: Encoding says how to decode
+// Data (model.EncXOR, or the compactor's aggregate encoding, which this
+// package does not decode).
+type TierChunk struct {
+	Mint, Maxt int64
+	Encoding   byte
+	Data       []byte
+}
+
+// TierSeries is a series with its chunks in one tier.
+type TierSeries struct {
+	Labels labels.Labels
+	Chunks []TierChunk
+}
+
+// DayOf returns the UTC day (days since the epoch) that holds t: the unit
+// of raw partitions, tier days and cold-change marks.
+func DayOf(t int64) int32 { return dayOfPart(partitionOf(t)) }
+
+// DayStart returns the first millisecond of day.
+func DayStart(day int32) int64 { return int64(day) * PartitionDuration }
+
+func partOfDay(day int32) uint32 { return uint32(day) ^ (1 << 31) }
+func dayOfPart(p uint32) int32   { return int32(p ^ (1 << 31)) }
+
+// tierState is the DB's bookkeeping for tier days.
+type tierState struct {
+	mu     sync.Mutex // one tier write or drop at a time (DropPrefix needs it); protects closed
+	closed bool
+
+	// gen moves for a tier day after its progress key is removed and
+	// before its keys are dropped. A reader takes it before it reads the
+	// progress keys and compares after reading a series: equal, the
+	// series came from one complete version of each day it read.
+	genMu sync.Mutex // protects gen
+	gen   map[tierDay]uint64
+
+	// testStopBeforeProgress, set by tests, makes WriteTierDay return
+	// after writing chunks and postings, before the progress key, as a
+	// crash there would.
+	testStopBeforeProgress bool
+}
+
+type tierDay struct {
+	tier byte
+	part uint32
+}
+
+func (ts *tierState) bump(tier byte, part uint32) {
+	ts.genMu.Lock()
+	defer ts.genMu.Unlock()
+	if ts.gen == nil {
+		ts.gen = map[tierDay]uint64{}
+	}
+	ts.gen[tierDay{tier, part}]++
+}
+
+// gens returns the generations of the tier's days in [lo, hi].
+func (ts *tierState) gens(tier byte, lo, hi uint32) map[uint32]uint64 {
+	ts.genMu.Lock()
+	defer ts.genMu.Unlock()
+	out := map[uint32]uint64{}
+	for k, g := range ts.gen {
+		if k.tier == tier && k.part >= lo && k.part <= hi {
+			out[k.part] = g
+		}
+	}
+	return out
+}
+
+// unchanged reports whether none of the days moved from gens.
+func (ts *tierState) unchanged(tier byte, days []uint32, gens map[uint32]uint64) bool {
+	ts.genMu.Lock()
+	defer ts.genMu.Unlock()
+	for _, p := range days {
+		if ts.gen[tierDay{tier, p}] != gens[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// lockTiers takes db.tiers.mu, unless the DB is closed.
+func (db *DB) lockTiers() error {
+	db.tiers.mu.Lock()
+	if db.tiers.closed {
+		db.tiers.mu.Unlock()
+		return fmt.Errorf("storage is closed: %w", model.ErrUnavailable)
+	}
+	return nil
+}
+
+// closeTiers waits for a tier write or drop in progress and refuses later ones.
+func (db *DB) closeTiers() {
+	db.tiers.mu.Lock()
+	db.tiers.closed = true
+	db.tiers.mu.Unlock()
+}
+
+func checkTier(tier uint8) error {
+	if tier != TierMinute && tier != TierHour {
+		return fmt.Errorf("tier %d: downsampled tiers are %d and %d", tier, TierMinute, TierHour)
+	}
+	return nil
+}
+
+// WriteTierDay replaces one day of a downsampled tier (TierMinute or
+// TierHour) with series, and then records progress for the day
+// (TierProgress returns it). Chunks must lie within the day, end included:
+// [DayStart(day), DayStart(day+1)]. A series is known by its labels: it
+// gets the ref the DB has for them, or a new one. Series without chunks
+// are left out; series with equal labels are one series.
+//
+// In order: the day's progress key is removed (synced), its chunks,
+// postings and progress are dropped with DropPrefix, the chunks (new seq
+// numbers) and postings are written, then the progress key, then Badger
+// is synced. A crash at any point leaves the day either without progress
+// key (and TierSelect skips it) or complete. On an error the day has no
+// progress key; its partial content is dropped again on a best-effort
+// basis, and in any case by the next WriteTierDay or DropDay of the day.
+//
+// Tier writes and drops run one at a time; they are safe concurrently with
+// everything else. Flushes, Backfill and DeleteSeries wait while the old
+// content is dropped and new refs are created, not while chunks are
+// written. series and progress are not modified and may be reused once it
+// returns.
+func (db *DB) WriteTierDay(ctx context.Context, tier uint8, day int32, series []TierSeries, progress []byte) error {
+	if err := checkTier(tier); err != nil {
+		return err
+	}
+	lo, hi := DayStart(day), DayStart(day)+PartitionDuration
+	nChunks := 0
+	for _, s := range series {
+		if s.Labels.IsEmpty() {
+			return fmt.Errorf("write tier %d day %d: a series without labels", tier, day)
+		}
+		for _, c := range s.Chunks {
+			if c.Mint > c.Maxt || c.Mint < lo || c.Maxt > hi {
+				return fmt.Errorf("write tier %d day %d: chunk [%d, %d] of %s is not within the day [%d, %d]", tier, day, c.Mint, c.Maxt, s.Labels, lo, hi)
+			}
+		}
+		nChunks += len(s.Chunks)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := db.lockTiers(); err != nil {
+		return err
+	}
+	defer db.tiers.mu.Unlock()
+	part := partOfDay(day)
+	refs, err := db.knownTierRefs(series)
+	if err != nil {
+		return fmt.Errorf("write tier %d day %d: %w", tier, day, err)
+	}
+	if err := db.clearTierDay(tier, part); err != nil {
+		return fmt.Errorf("write tier %d day %d: drop the old content: %w", tier, day, err)
+	}
+	seq, err := db.prepareTierDay(series, refs, nChunks)
+	if err == nil {
+		err = db.writeTierData(ctx, tier, part, series, refs, seq)
+	}
+	if err == nil && db.tiers.testStopBeforeProgress {
+		return errTestStop
+	}
+	if err == nil {
+		err = db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(progressKey(tier, part), progress) })
+	}
+	if err == nil {
+		err = db.bdb.Sync()
+	}
+	if err != nil {
+		if cerr := db.clearTierDay(tier, part); cerr != nil {
+			db.logger.Warn("dropping a partly written tier day failed; the next write or drop of the day does it", "tier", tier, "day", day, "err", cerr)
+		}
+		return fmt.Errorf("write tier %d day %d: %w", tier, day, err)
+	}
+	return nil
+}
+
+// knownTierRefs returns the refs of the series (with chunks) whose labels
+// ↔ ref keys are in Badger; 0 for the others (refs start at 1). Those keys
+// never change once written, so no lock is needed.
+func (db *DB) knownTierRefs(series []TierSeries) ([]uint64, error) {
+	refs := make([]uint64, len(series))
+	var enc []byte
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		for i, s := range series {
+			if len(s.Chunks) == 0 {
+				continue
+			}
+			if ms := db.head.get(s.Labels.Hash(), s.Labels); ms != nil {
+				ms.mu.Lock()
+				inBadger := ms.inBadger
+				ms.mu.Unlock()
+				if inBadger {
+					refs[i] = ms.ref
+					continue
+				}
+			}
+			enc = model.AppendLabels(enc[:0], s.Labels)
+			item, err := txn.Get(seriesKey(enc))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("look up series %s: %w", s.Labels, err)
+			}
+			err = item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("series key value of %d bytes", len(v))
+				}
+				refs[i] = binary.BigEndian.Uint64(v)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("look up series %s: %w", s.Labels, err)
+			}
+		}
+		return nil
+	})
+	return refs, err
+}
+
+// prepareTierDay gives a ref to every series with chunks that has none in
+// refs, and reserves nChunks seq numbers, returning the first. Under
+// flushMu (the other writers of labels ↔ ref keys and of meta hold it), one
+// batch writes the keys of series not in Badger yet and the counters
+// nextid and nextseq, so a restart never hands those refs and seqs out
+// again.
+func (db *DB) prepareTierDay(series []TierSeries, refs []uint64, nChunks int) (uint64, error) {
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	txn := db.bdb.NewTransaction(false)
+	defer txn.Discard()
+	wb := db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	var reserved []string
+	defer func() { db.releasePending(reserved) }() // once the keys are written
+	var wbErr error
+	set := func(k, v []byte) {
+		if wbErr == nil {
+			wbErr = wb.Set(k, v)
+		}
+	}
+	for i, s := range series {
+		if len(s.Chunks) == 0 || refs[i] != 0 {
+			continue
+		}
+		ref, write, key, err := db.tierRef(txn, s.Labels)
+		if err != nil {
+			return 0, err
+		}
+		if key != "" {
+			reserved = append(reserved, key)
+		}
+		if write {
+			enc := model.AppendLabels(nil, s.Labels)
+			set(seriesKey(enc), u64(ref))
+			set(labelsKey(ref), enc)
+		}
+		refs[i] = ref
+	}
+	last := db.head.nextSeq.Add(uint64(nChunks))
+	set(metaVersion, u64(FormatVersion))
+	set(metaNextID, u64(db.head.nextRef.Load()))
+	set(metaNextSeq, u64(db.head.nextSeq.Load()))
+	if wbErr != nil {
+		return 0, fmt.Errorf("stage series keys: %w", wbErr)
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, fmt.Errorf("write series keys: %w", err)
+	}
+	return last - uint64(nChunks) + 1, nil
+}
+
+// tierRef returns the ref of lset and whether its labels ↔ ref keys must be
+// written. As in backfillRef, a series that exists nowhere gets a new ref
+// reserved in db.pending (key is the reservation), so that an Append
+// creating it meanwhile takes the same ref; unlike Backfill, the head's
+// series limit does not apply: the series is not added to the head. The
+// caller holds flushMu.
+func (db *DB) tierRef(txn *badger.Txn, lset labels.Labels) (ref uint64, write bool, key string, err error) {
+	hash := lset.Hash()
+	st := &db.head.stripes[hash&(stripeCount-1)]
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if s := db.head.getLocked(st, hash, lset); s != nil {
+		s.mu.Lock()
+		inBadger := s.inBadger
+		s.mu.Unlock()
+		return s.ref, !inBadger, "", nil
+	}
+	if ref, ok := db.pendingRef(lset); ok { // earlier in this write
+		return ref, false, "", nil
+	}
+	enc := model.AppendLabels(nil, lset)
+	item, err := txn.Get(seriesKey(enc))
+	switch {
+	case err == nil:
+		err = item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("series key value of %d bytes", len(v))
+			}
+			ref = binary.BigEndian.Uint64(v)
+			return nil
+		})
+		if err != nil {
+			return 0, false, "", fmt.Errorf("look up series %s: %w", lset, err)
+		}
+		return ref, false, "", nil
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return 0, false, "", fmt.Errorf("look up series %s: %w", lset, err)
+	}
+	ref = db.head.nextRef.Add(1)
+	key = string(enc)
+	db.pendingMu.Lock()
+	db.pending[key] = ref
+	db.pendingMu.Unlock()
+	db.pendingN.Add(1)
+	return ref, true, key, nil
+}
+
+// writeTierData writes the chunks (seq numbers from seq on) and postings.
+func (db *DB) writeTierData(ctx context.Context, tier byte, part uint32, series []TierSeries, refs []uint64, seq uint64) error {
+	wb := db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	var wbErr error
+	set := func(k, v []byte) {
+		if wbErr == nil {
+			wbErr = wb.Set(k, v)
+		}
+	}
+	for i, s := range series {
+		if i%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if len(s.Chunks) == 0 {
+			continue
+		}
+		ref := refs[i]
+		for _, c := range s.Chunks {
+			set(tierChunkKey(tier, part, ref, c.Mint, seq), chunkValue(c.Maxt, c.Encoding, c.Data))
+			seq++
+		}
+		s.Labels.Range(func(l labels.Label) { set(postingKey(tier, part, l.Name, l.Value, ref), nil) })
+	}
+	if wbErr != nil {
+		return fmt.Errorf("stage chunks: %w", wbErr)
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("write chunks: %w", err)
+	}
+	return nil
+}
+
+// clearTierDay removes a tier day: its progress key first, synced, as
+// DropPrefix is not atomic (a crash inside it must not leave a progress
+// key over part of the day), then chunks, postings and progress by prefix.
+// The caller holds db.tiers.mu.
+func (db *DB) clearTierDay(tier byte, part uint32) error {
+	pk := progressKey(tier, part)
+	has, err := db.hasKeys(pk)
+	if err != nil {
+		return err
+	}
+	if has {
+		if err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Delete(pk) }); err != nil {
+			return fmt.Errorf("delete progress: %w", err)
+		}
+		if err := db.bdb.Sync(); err != nil {
+			return fmt.Errorf("sync badger: %w", err)
+		}
+	}
+	db.tiers.bump(tier, part) // after the progress key is gone: see tierState.gen
+	db.flushMu.Lock()
+	defer db.flushMu.Unlock()
+	return db.dropPrefixesLocked(partPrefix(prefixChunks, tier, part), partPrefix(prefixPostings, tier, part), pk)
+}
+
+// dropPrefixesLocked removes every key under the prefixes with Badger's
+// DropPrefix and checks that none is left. Badger fails every other write
+// while DropPrefix runs, so the writers are held off: flushes, Backfill
+// and DeleteSeries by flushMu and tier writes by db.tiers.mu, which the
+// caller holds, and the cold-mark persister by its lock.
+func (db *DB) dropPrefixesLocked(prefixes ...[]byte) error {
+	if has, err := db.hasKeys(prefixes...); err != nil || !has {
+		return err
+	}
+	db.coldChanges.persistMu.Lock()
+	defer db.coldChanges.persistMu.Unlock()
+	if err := db.bdb.DropPrefix(prefixes...); err != nil {
+		return fmt.Errorf("drop prefixes: %w", err)
+	}
+	if has, err := db.hasKeys(prefixes...); err != nil || has {
+		return errors.Join(err, errors.New("keys left after DropPrefix"))
+	}
+	return nil
+}
+
+// hasKeys reports whether a live key has one of the prefixes.
+func (db *DB) hasKeys(prefixes ...[]byte) (bool, error) {
+	found := false
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		for _, p := range prefixes {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+			it.Rewind()
+			found = it.Valid()
+			it.Close()
+			if found {
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// TierProgress returns the progress recorded by the last complete
+// WriteTierDay of a tier day, and whether there is one.
+func (db *DB) TierProgress(tier uint8, day int32) ([]byte, bool, error) {
+	if err := checkTier(tier); err != nil {
+		return nil, false, err
+	}
+	var v []byte
+	found := false
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(progressKey(tier, partOfDay(day)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("read progress of tier %d day %d: %w", tier, day, err)
+	}
+	return v, found, nil
+}
+
+// TierDays returns, ascending, the days of a tier that have a progress key
+// or, for TierRaw, the raw partitions in Badger (as listed for queries: a
+// partition emptied by deletions stays listed until DropDay).
+func (db *DB) TierDays(tier uint8) ([]int32, error) {
+	if tier == TierRaw {
+		parts := db.parts.all()
+		days := make([]int32, len(parts))
+		for i, p := range parts {
+			days[i] = dayOfPart(p)
+		}
+		return days, nil
+	}
+	if err := checkTier(tier); err != nil {
+		return nil, err
+	}
+	var days []int32
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixProgress, tier}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 6 {
+				return fmt.Errorf("malformed progress key %x", k)
+			}
+			days = append(days, dayOfPart(binary.BigEndian.Uint32(k[2:])))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list days of tier %d: %w", tier, err)
+	}
+	return days, nil
+}
+
+// DropDay removes one day of a tier with DropPrefix: chunks, postings and
+// progress (progress first, see WriteTierDay). For TierRaw it drops the raw
+// chunks and postings of the day, and refuses (ErrDayInHead) while the
+// head holds samples of it. Samples appended or backfilled into the day
+// after it returns are kept as new data. DropPrefix rewrites the tables
+// that hold the day, so the space comes back at once. Safe concurrently
+// with everything; tier writes and drops run one at a time, flushes,
+// Backfill and DeleteSeries wait for the drop.
+func (db *DB) DropDay(ctx context.Context, tier uint8, day int32) error {
+	if tier != TierRaw {
+		if err := checkTier(tier); err != nil {
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := db.lockTiers(); err != nil {
+		return err
+	}
+	defer db.tiers.mu.Unlock()
+	part := partOfDay(day)
+	if tier != TierRaw {
+		if err := db.clearTierDay(tier, part); err != nil {
+			return fmt.Errorf("drop tier %d day %d: %w", tier, day, err)
+		}
+		return nil
+	}
+	db.flushMu.Lock() // no flush or backfill moves data of the day into Badger meanwhile
+	defer db.flushMu.Unlock()
+	start := partitionStart(part)
+	n := 0
+	for _, s := range db.head.all() {
+		if s.overlaps(start, start+PartitionDuration-1) {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("drop raw day %d: %d series: %w", day, n, ErrDayInHead)
+	}
+	if err := db.dropPrefixesLocked(partPrefix(prefixChunks, TierRaw, part), partPrefix(prefixPostings, TierRaw, part)); err != nil {
+		return fmt.Errorf("drop raw day %d: %w", day, err)
+	}
+	db.parts.mu.Lock()
+	if i, found := slices.BinarySearch(db.parts.parts, part); found {
+		db.parts.parts = slices.Delete(db.parts.parts, i, i+1)
+	}
+	db.parts.mu.Unlock()
+	// A flush must write the day's postings again if data comes back to it.
+	for _, s := range db.head.all() {
+		s.mu.Lock()
+		s.posted = slices.DeleteFunc(s.posted, func(p uint32) bool { return p == part })
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// TierSelect returns the series of a downsampled tier that match ms, with
+// their chunks overlapping [mint, maxt] (whole, as stored), from the days
+// that had a progress key when it was called. Like Querier's Select, a
+// selection without a narrowing matcher lists the series with a metric
+// name.
+func (db *DB) TierSelect(ctx context.Context, tier uint8, mint, maxt int64, ms ...*labels.Matcher) (*TierSeriesSet, error) {
+	if err := checkTier(tier); err != nil {
+		return nil, err
+	}
+	set := &TierSeriesSet{ctx: ctx, db: db, tier: tier, mint: mint, maxt: maxt}
+	if mint > maxt {
+		return set, nil
+	}
+	lo, hi := partitionOf(mint), partitionOf(maxt)
+	if lo > 0 {
+		lo-- // a day's chunks may end at the first instant of the next day
+	}
+	set.gens = db.tiers.gens(tier, lo, hi) // before reading progress: see tierState.gen
+	var sb labels.ScratchBuilder
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixProgress, tier}})
+		for it.Seek(progressKey(tier, lo)); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != 6 {
+				it.Close()
+				return fmt.Errorf("malformed progress key %x", k)
+			}
+			part := binary.BigEndian.Uint32(k[2:])
+			if part > hi {
+				break
+			}
+			set.days = append(set.days, part)
+		}
+		it.Close()
+		seen := map[uint64]struct{}{}
+		for _, part := range set.days {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			refs, err := selectRefs(&tierPostings{txn: txn, tier: tier, part: part}, ms)
+			if err != nil {
+				return err
+			}
+			for _, ref := range refs {
+				if _, ok := seen[ref]; ok {
+					continue
+				}
+				seen[ref] = struct{}{}
+				lset, err := readLabels(txn, ref, &sb)
+				if err != nil {
+					return err
+				}
+				if matchesAll(lset, ms) {
+					set.list = append(set.list, seriesRef{ref: ref, lset: lset})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("select tier %d: %w", tier, err)
+	}
+	sort.Slice(set.list, func(i, j int) bool { return labels.Compare(set.list[i].lset, set.list[j].lset) < 0 })
+	return set, nil
+}
+
+// TierSeriesSet iterates over the series TierSelect found, sorted by
+// labels, reading each one's chunks when Next reaches it; series without a
+// chunk in range are skipped. If a day it reads is rewritten or dropped
+// meanwhile, Next stops and Err returns ErrTierDayChanged: every series
+// returned before came whole from one version of each day. Not safe for
+// concurrent use; the returned series and their bytes belong to the caller.
+type TierSeriesSet struct {
+	ctx        context.Context
+	db         *DB
+	tier       byte
+	mint, maxt int64
+	days       []uint32          // partitions with progress at the selection, ascending
+	gens       map[uint32]uint64 // their generations before the selection
+	list       []seriesRef
+	cur        TierSeries
+	err        error
+}
+
+// Next advances to the next series; false at the end or on an error.
+func (s *TierSeriesSet) Next() bool {
+	for s.err == nil && len(s.list) > 0 {
+		if err := s.ctx.Err(); err != nil {
+			s.err = err
+			return false
+		}
+		sr := s.list[0]
+		s.list = s.list[1:]
+		chks, err := s.db.tierChunksOf(s.tier, s.days, sr.ref, s.mint, s.maxt)
+		if err == nil && !s.db.tiers.unchanged(s.tier, s.days, s.gens) {
+			err = ErrTierDayChanged
+		}
+		if err != nil {
+			s.err = err
+			return false
+		}
+		if len(chks) == 0 {
+			continue
+		}
+		s.cur = TierSeries{Labels: sr.lset, Chunks: chks}
+		return true
+	}
+	return false
+}
+
+// At returns the current series.
+func (s *TierSeriesSet) At() TierSeries { return s.cur }
+
+// Err returns the error that stopped Next, if any.
+func (s *TierSeriesSet) Err() error { return s.err }
+
+// tierChunksOf reads the chunks of series ref overlapping [mint, maxt] in
+// the given days, sorted by min time.
+func (db *DB) tierChunksOf(tier byte, days []uint32, ref uint64, mint, maxt int64) ([]TierChunk, error) {
+	var out []TierChunk
+	err := db.bdb.View(func(txn *badger.Txn) error {
+		for _, part := range days {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: chunkSeriesPrefix(tier, part, ref)})
+			for it.Rewind(); it.Valid(); it.Next() {
+				_, cmint, _, err := parseChunkKey(it.Item().Key())
+				if err != nil {
+					it.Close()
+					return err
+				}
+				if cmint > maxt {
+					break
+				}
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				cmaxt, enc, data, err := parseChunkValue(v)
+				if err != nil {
+					it.Close()
+					return fmt.Errorf("chunk %x: %w", it.Item().Key(), err)
+				}
+				if cmaxt >= mint {
+					out = append(out, TierChunk{Mint: cmint, Maxt: cmaxt, Encoding: enc, Data: data})
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read tier %d chunks of series %d: %w", tier, ref, err)
+	}
+	return out, nil
+}
+
+// tierPostings reads the postings of one tier day; badgerPostings for any
+// tier.
+type tierPostings struct {
+	txn  *badger.Txn
+	tier byte
+	part uint32
+}
+
+var _ postingsSource = (*tierPostings)(nil)
+
+func (b *tierPostings) exact(name, value string) ([]uint64, error) {
+	prefix := postingValuePrefix(b.tier, b.part, name, value)
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var refs []uint64
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		refs = append(refs, binary.BigEndian.Uint64(k[len(k)-8:]))
+	}
+	return refs, nil
+}
+
+func (b *tierPostings) forValues(name string, fn func(string, func() ([]uint64, error)) error) error {
+	prefix := postingNamePrefix(b.tier, b.part, name)
+	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	it.Rewind()
+	for it.Valid() {
+		value, _, err := parsePostingValue(it.Item().Key()[len(prefix):])
+		if err != nil {
+			return err
+		}
+		if err := fn(value, func() ([]uint64, error) { return b.exact(name, value) }); err != nil {
+			return err
+		}
+		it.Seek(prefixEnd(postingValuePrefix(b.tier, b.part, name, value)))
+	}
+	return nil
+}
