@@ -159,6 +159,16 @@ func TestClusterInProcess(t *testing.T) {
 		if n != 4 {
 			return fmt.Errorf("%d active", n)
 		}
+		// The distributor's routes follow the ring asynchronously; /-/ready
+		// says they can place writes.
+		resp, err := http.Get(front + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("front /-/ready: %s", resp.Status)
+		}
 		return nil
 	})
 
