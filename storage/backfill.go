@@ -98,7 +98,8 @@ func (db *DB) backfillChunks(ctx context.Context, old []model.Series, res *model
 	)
 	defer func() { db.releasePending(reserved) }()
 	for _, in := range old {
-		ref, inBadger, key, err := db.backfillRef(txn, in.Labels)
+		ref, origin, key, err := db.resolveRef(txn, in.Labels, true)
+		inBadger := origin == refInBadger
 		if errors.Is(err, errSeriesLimit) {
 			db.rejectAll(res, in, model.ReasonSeriesLimit, err.Error())
 			continue
@@ -269,24 +270,38 @@ func (db *DB) checkBackfill(txn *badger.Txn, bs *backfillSeries, res *model.Push
 	return fresh, nil
 }
 
-// backfillRef returns the ref of the series lset and whether its keys are
-// in Badger. A series that exists nowhere gets a new ref, reserved in
-// db.pending (key is the reservation to release once Badger has synced) so
-// that an Append creating it meanwhile takes the same ref. txn reads
-// Badger; nothing else writes series keys while the caller holds flushMu.
-func (db *DB) backfillRef(txn *badger.Txn, lset labels.Labels) (ref uint64, inBadger bool, key string, err error) {
+// refOrigin says where resolveRef found a series' ref.
+type refOrigin int
+
+const (
+	refInBadger refOrigin = iota // its labels ↔ ref keys are in Badger
+	refHeadOnly                  // a head series whose keys are not in Badger yet
+	refPending                   // reserved earlier by the same operation
+	refNew                       // reserved by this call: key is the reservation
+)
+
+// resolveRef returns the ref of the series lset and where it came from. A
+// series that exists nowhere gets a new ref, reserved in db.pending (key
+// is the reservation to release once Badger has synced) so that an Append
+// creating it meanwhile takes the same ref; with limit, the head's series
+// limit applies to such a new series. txn reads Badger; nothing else
+// writes series keys while the caller holds flushMu.
+func (db *DB) resolveRef(txn *badger.Txn, lset labels.Labels, limit bool) (ref uint64, origin refOrigin, key string, err error) {
 	hash := lset.Hash()
 	st := &db.head.stripes[hash&(stripeCount-1)]
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if s := db.head.getLocked(st, hash, lset); s != nil {
 		s.mu.Lock()
-		inBadger = s.inBadger
+		inBadger := s.inBadger
 		s.mu.Unlock()
-		return s.ref, inBadger, "", nil
+		if inBadger {
+			return s.ref, refInBadger, "", nil
+		}
+		return s.ref, refHeadOnly, "", nil
 	}
-	if ref, ok := db.pendingRef(lset); ok { // earlier in this batch
-		return ref, false, "", nil
+	if ref, ok := db.pendingRef(lset); ok {
+		return ref, refPending, "", nil
 	}
 	enc := model.AppendLabels(nil, lset)
 	item, err := txn.Get(seriesKey(enc))
@@ -300,14 +315,14 @@ func (db *DB) backfillRef(txn *badger.Txn, lset labels.Labels) (ref uint64, inBa
 			return nil
 		})
 		if err != nil {
-			return 0, false, "", fmt.Errorf("look up series %s: %w", lset, err)
+			return 0, 0, "", fmt.Errorf("look up series %s: %w", lset, err)
 		}
-		return ref, true, "", nil
+		return ref, refInBadger, "", nil
 	case !errors.Is(err, badger.ErrKeyNotFound):
-		return 0, false, "", fmt.Errorf("look up series %s: %w", lset, err)
+		return 0, 0, "", fmt.Errorf("look up series %s: %w", lset, err)
 	}
-	if max := db.cfg.MaxActiveSeries; max > 0 && db.head.numSeries.Load() >= int64(max) {
-		return 0, false, "", fmt.Errorf("%w (%d)", errSeriesLimit, max)
+	if max := db.cfg.MaxActiveSeries; limit && max > 0 && db.head.numSeries.Load() >= int64(max) {
+		return 0, 0, "", fmt.Errorf("%w (%d)", errSeriesLimit, max)
 	}
 	ref = db.head.nextRef.Add(1)
 	key = string(enc)
@@ -315,10 +330,10 @@ func (db *DB) backfillRef(txn *badger.Txn, lset labels.Labels) (ref uint64, inBa
 	db.pending[key] = ref
 	db.pendingMu.Unlock()
 	db.pendingN.Add(1)
-	return ref, false, key, nil
+	return ref, refNew, key, nil
 }
 
-// releasePending drops reservations made by backfillRef.
+// releasePending drops reservations made by resolveRef.
 func (db *DB) releasePending(keys []string) {
 	if len(keys) == 0 {
 		return

@@ -280,7 +280,10 @@ func (db *DB) prepareTierDay(series []TierSeries, refs []uint64, nChunks int) (u
 		if len(s.Chunks) == 0 || refs[i] != 0 {
 			continue
 		}
-		ref, write, key, err := db.tierRef(txn, s.Labels)
+		// Unlike Backfill, the head's series limit does not apply: the
+		// series is not added to the head.
+		ref, origin, key, err := db.resolveRef(txn, s.Labels, false)
+		write := origin == refHeadOnly || origin == refNew
 		if err != nil {
 			return 0, err
 		}
@@ -305,53 +308,6 @@ func (db *DB) prepareTierDay(series []TierSeries, refs []uint64, nChunks int) (u
 		return 0, fmt.Errorf("write series keys: %w", err)
 	}
 	return last - uint64(nChunks) + 1, nil
-}
-
-// tierRef returns the ref of lset and whether its labels ↔ ref keys must be
-// written. As in backfillRef, a series that exists nowhere gets a new ref
-// reserved in db.pending (key is the reservation), so that an Append
-// creating it meanwhile takes the same ref; unlike Backfill, the head's
-// series limit does not apply: the series is not added to the head. The
-// caller holds flushMu.
-func (db *DB) tierRef(txn *badger.Txn, lset labels.Labels) (ref uint64, write bool, key string, err error) {
-	hash := lset.Hash()
-	st := &db.head.stripes[hash&(stripeCount-1)]
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if s := db.head.getLocked(st, hash, lset); s != nil {
-		s.mu.Lock()
-		inBadger := s.inBadger
-		s.mu.Unlock()
-		return s.ref, !inBadger, "", nil
-	}
-	if ref, ok := db.pendingRef(lset); ok { // earlier in this write
-		return ref, false, "", nil
-	}
-	enc := model.AppendLabels(nil, lset)
-	item, err := txn.Get(seriesKey(enc))
-	switch {
-	case err == nil:
-		err = item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("series key value of %d bytes", len(v))
-			}
-			ref = binary.BigEndian.Uint64(v)
-			return nil
-		})
-		if err != nil {
-			return 0, false, "", fmt.Errorf("look up series %s: %w", lset, err)
-		}
-		return ref, false, "", nil
-	case !errors.Is(err, badger.ErrKeyNotFound):
-		return 0, false, "", fmt.Errorf("look up series %s: %w", lset, err)
-	}
-	ref = db.head.nextRef.Add(1)
-	key = string(enc)
-	db.pendingMu.Lock()
-	db.pending[key] = ref
-	db.pendingMu.Unlock()
-	db.pendingN.Add(1)
-	return ref, true, key, nil
 }
 
 // writeTierData writes the chunks (seq numbers from seq on) and postings.
