@@ -6,17 +6,18 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// badgerPostings reads the postings of one raw partition inside a Badger
-// read transaction.
+// badgerPostings reads the postings of one day partition of a tier (raw
+// unless tier is set) inside a Badger read transaction.
 type badgerPostings struct {
 	txn  *badger.Txn
+	tier byte // TierRaw unless set
 	part uint32
 }
 
 var _ postingsSource = (*badgerPostings)(nil)
 
 func (b *badgerPostings) exact(name, value string) ([]uint64, error) {
-	prefix := postingValuePrefix(TierRaw, b.part, name, value)
+	prefix := postingValuePrefix(b.tier, b.part, name, value)
 	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	var refs []uint64
@@ -30,7 +31,7 @@ func (b *badgerPostings) exact(name, value string) ([]uint64, error) {
 // forValues walks the distinct values of name, seeking past each value's
 // postings instead of reading them unless asked to.
 func (b *badgerPostings) forValues(name string, fn func(string, func() ([]uint64, error)) error) error {
-	prefix := postingNamePrefix(TierRaw, b.part, name)
+	prefix := postingNamePrefix(b.tier, b.part, name)
 	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	it.Rewind()
@@ -42,14 +43,14 @@ func (b *badgerPostings) forValues(name string, fn func(string, func() ([]uint64
 		if err := fn(value, func() ([]uint64, error) { return b.exact(name, value) }); err != nil {
 			return err
 		}
-		it.Seek(prefixEnd(postingValuePrefix(TierRaw, b.part, name, value)))
+		it.Seek(prefixEnd(postingValuePrefix(b.tier, b.part, name, value)))
 	}
 	return nil
 }
 
 // names calls fn for each distinct label name in the partition.
 func (b *badgerPostings) names(fn func(string)) error {
-	prefix := partPrefix(prefixPostings, TierRaw, b.part)
+	prefix := partPrefix(prefixPostings, b.tier, b.part)
 	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	it.Rewind()
@@ -59,7 +60,7 @@ func (b *badgerPostings) names(fn func(string)) error {
 			return err
 		}
 		fn(name)
-		it.Seek(prefixEnd(postingNamePrefix(TierRaw, b.part, name)))
+		it.Seek(prefixEnd(postingNamePrefix(b.tier, b.part, name)))
 	}
 	return nil
 }

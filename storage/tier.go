@@ -563,7 +563,7 @@ func (db *DB) TierSelect(ctx context.Context, tier uint8, mint, maxt int64, ms .
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			refs, err := selectRefs(&tierPostings{txn: txn, tier: tier, part: part}, ms)
+			refs, err := selectRefs(&badgerPostings{txn: txn, tier: tier, part: part}, ms)
 			if err != nil {
 				return err
 			}
@@ -678,44 +678,4 @@ func (db *DB) tierChunksOf(tier byte, days []uint32, ref uint64, mint, maxt int6
 		return nil, fmt.Errorf("read tier %d chunks of series %d: %w", tier, ref, err)
 	}
 	return out, nil
-}
-
-// tierPostings reads the postings of one tier day; badgerPostings for any
-// tier.
-type tierPostings struct {
-	txn  *badger.Txn
-	tier byte
-	part uint32
-}
-
-var _ postingsSource = (*tierPostings)(nil)
-
-func (b *tierPostings) exact(name, value string) ([]uint64, error) {
-	prefix := postingValuePrefix(b.tier, b.part, name, value)
-	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	var refs []uint64
-	for it.Rewind(); it.Valid(); it.Next() {
-		k := it.Item().Key()
-		refs = append(refs, binary.BigEndian.Uint64(k[len(k)-8:]))
-	}
-	return refs, nil
-}
-
-func (b *tierPostings) forValues(name string, fn func(string, func() ([]uint64, error)) error) error {
-	prefix := postingNamePrefix(b.tier, b.part, name)
-	it := b.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	it.Rewind()
-	for it.Valid() {
-		value, _, err := parsePostingValue(it.Item().Key()[len(prefix):])
-		if err != nil {
-			return err
-		}
-		if err := fn(value, func() ([]uint64, error) { return b.exact(name, value) }); err != nil {
-			return err
-		}
-		it.Seek(prefixEnd(postingValuePrefix(b.tier, b.part, name, value)))
-	}
-	return nil
 }
