@@ -59,7 +59,7 @@ func vigilSystem(path string) *system {
 				"-self-scrape.interval=0",
 				// The single node's embedded etcd (the target registry)
 				// keeps its data outside the measured data dir: its
-				// preallocated WAL is not series data.
+				// preallocated WAL segment is not series data.
 				"-etcd.data-dir", filepath.Join(work, "etcd"),
 			}, nil
 		},
