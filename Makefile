@@ -27,7 +27,7 @@ FUZZ_TARGETS := \
 	./collector:FuzzSpoolFrame \
 	./collector:FuzzAssign \
 	./collector:FuzzCoordValue \
-	./compactor:FuzzAggregateChunk \
+	./model/downsample:FuzzAggregateChunk \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol \
@@ -61,6 +61,8 @@ deps: ## Install the Debian packages the tests need (prometheus, node_exporter, 
 .PHONY: test
 test: deps ## Unit + integration tests with the race detector, then each fuzz target briefly.
 	$(GO) test -race -count=1 -timeout 30m ./...
+	@# The downsampling acceptance test at full size (2,000 series x 40 days); under -race it runs 200.
+	$(GO) test -count=1 -timeout 20m -run '^TestTiersEqualRaw$$' ./cmd/vigil
 	GO=$(GO) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh $(FUZZ_TARGETS)
 
 .PHONY: test-short

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 
 	"github.com/vigil-tsdb/vigil/model"
+	"github.com/vigil-tsdb/vigil/model/downsample"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -327,7 +328,7 @@ func (ps *pass) compactRawDay(tier uint8, day int32, mark uint64, reason string)
 			if err := it.Err(); err != nil {
 				return fmt.Errorf("read series %s: %w", lset, err)
 			}
-			ts, n, err := tierSeries(lset, Downsample(buf, width))
+			ts, n, err := tierSeries(lset, downsample.Downsample(buf, width))
 			if err != nil {
 				return fmt.Errorf("series %s: %w", lset, err)
 			}
@@ -385,15 +386,15 @@ func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason
 		if err != nil {
 			return err
 		}
-		var ws []Window
+		var ws []downsample.Window
 		for set.Next() {
 			s := set.At()
 			ws = ws[:0]
 			for _, c := range s.Chunks {
-				if c.Encoding != EncodingAggregate {
-					return fmt.Errorf("series %s: chunk [%d, %d] has encoding %d, want %d", s.Labels, c.Mint, c.Maxt, c.Encoding, EncodingAggregate)
+				if c.Encoding != downsample.EncodingAggregate {
+					return fmt.Errorf("series %s: chunk [%d, %d] has encoding %d, want %d", s.Labels, c.Mint, c.Maxt, c.Encoding, downsample.EncodingAggregate)
 				}
-				cws, err := DecodeChunk(c.Data)
+				cws, err := downsample.DecodeChunk(c.Data)
 				if err != nil {
 					return fmt.Errorf("series %s: chunk [%d, %d]: %w", s.Labels, c.Mint, c.Maxt, err)
 				}
@@ -403,7 +404,7 @@ func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason
 					}
 				}
 			}
-			ts, n, err := tierSeries(s.Labels, Combine(ws, tierWidth[storage.TierHour]))
+			ts, n, err := tierSeries(s.Labels, downsample.Combine(ws, tierWidth[storage.TierHour]))
 			if err != nil {
 				return fmt.Errorf("series %s: %w", s.Labels, err)
 			}
@@ -424,19 +425,19 @@ func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason
 // tierSeries encodes windows into chunks of up to MaxChunkWindows, each
 // stamped with its first and last window end; it returns the number of
 // windows.
-func tierSeries(lset labels.Labels, ws []Window) (storage.TierSeries, int, error) {
+func tierSeries(lset labels.Labels, ws []downsample.Window) (storage.TierSeries, int, error) {
 	ts := storage.TierSeries{Labels: lset}
 	if len(ws) == 0 {
 		return ts, 0, nil
 	}
-	ts.Chunks = make([]storage.TierChunk, 0, (len(ws)+MaxChunkWindows-1)/MaxChunkWindows)
-	for i := 0; i < len(ws); i += MaxChunkWindows {
-		g := ws[i:min(i+MaxChunkWindows, len(ws))]
-		data, err := AppendChunk(nil, g)
+	ts.Chunks = make([]storage.TierChunk, 0, (len(ws)+downsample.MaxChunkWindows-1)/downsample.MaxChunkWindows)
+	for i := 0; i < len(ws); i += downsample.MaxChunkWindows {
+		g := ws[i:min(i+downsample.MaxChunkWindows, len(ws))]
+		data, err := downsample.AppendChunk(nil, g)
 		if err != nil {
 			return ts, 0, err
 		}
-		ts.Chunks = append(ts.Chunks, storage.TierChunk{Mint: g[0].End, Maxt: g[len(g)-1].End, Encoding: EncodingAggregate, Data: data})
+		ts.Chunks = append(ts.Chunks, storage.TierChunk{Mint: g[0].End, Maxt: g[len(g)-1].End, Encoding: downsample.EncodingAggregate, Data: data})
 	}
 	return ts, len(ws), nil
 }

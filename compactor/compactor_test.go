@@ -21,9 +21,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"go.uber.org/goleak"
 
 	"github.com/vigil-tsdb/vigil/model"
+	"github.com/vigil-tsdb/vigil/model/downsample"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -65,6 +67,14 @@ type fixtureSpec struct {
 	// compacted: then a pass with longRetention at compactedAt() ran.
 	compacted bool
 }
+
+const (
+	minute = int64(60_000)
+	hour   = 60 * minute
+)
+
+// stale is the staleness marker.
+var stale = math.Float64frombits(value.StaleNaN)
 
 var (
 	compactedFixture = fixtureSpec{series: 300, from: day0, to: day0 + 40, compacted: true}
@@ -343,21 +353,21 @@ func runOnce(t testing.TB, c *Compactor, now int64) Stats {
 }
 
 // readTierDay returns the stored windows of a tier day by series.
-func readTierDay(t testing.TB, db *storage.DB, tier uint8, day int32) map[string][]Window {
+func readTierDay(t testing.TB, db *storage.DB, tier uint8, day int32) map[string][]downsample.Window {
 	t.Helper()
 	set, err := db.TierSelect(context.Background(), tier, dayStart(day)+1, dayStart(day+1))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]Window{}
+	out := map[string][]downsample.Window{}
 	for set.Next() {
 		s := set.At()
-		var ws []Window
+		var ws []downsample.Window
 		for _, c := range s.Chunks {
-			if c.Encoding != EncodingAggregate {
+			if c.Encoding != downsample.EncodingAggregate {
 				t.Fatalf("%s: chunk encoding %d", s.Labels, c.Encoding)
 			}
-			cws, err := DecodeChunk(c.Data)
+			cws, err := downsample.DecodeChunk(c.Data)
 			if err != nil {
 				t.Fatalf("%s: %v", s.Labels, err)
 			}
@@ -374,9 +384,9 @@ func readTierDay(t testing.TB, db *storage.DB, tier uint8, day int32) map[string
 // expectDay computes a tier day's windows from the generated raw samples:
 // 1 m with Downsample, 1 h with Downsample at 1 h too (not from the 1 m
 // windows), so sums and Inc may differ in the last bits.
-func expectDay(all []model.Series, tier uint8, day int32) map[string][]Window {
+func expectDay(all []model.Series, tier uint8, day int32) map[string][]downsample.Window {
 	lo, hi := dayStart(day), dayStart(day+1)
-	out := map[string][]Window{}
+	out := map[string][]downsample.Window{}
 	for _, s := range all {
 		var in []model.Sample
 		for _, smp := range s.Samples {
@@ -384,7 +394,7 @@ func expectDay(all []model.Series, tier uint8, day int32) map[string][]Window {
 				in = append(in, smp)
 			}
 		}
-		if ws := Downsample(in, tierWidth[tier]); len(ws) > 0 {
+		if ws := downsample.Downsample(in, tierWidth[tier]); len(ws) > 0 {
 			out[s.Labels.String()] = ws
 		}
 	}
@@ -401,7 +411,7 @@ func near(a, b float64) bool {
 
 // compareDays checks stored windows against expected ones: count, min,
 // max, first and last exactly, sum and Inc within 1e-9 relative.
-func compareDays(t *testing.T, what string, got, want map[string][]Window) {
+func compareDays(t *testing.T, what string, got, want map[string][]downsample.Window) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Errorf("%s: %d series stored, want %d", what, len(got), len(want))
@@ -791,4 +801,14 @@ func TestRun(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// sameFloat is equality of bit patterns: NaN equals NaN, -0 differs from 0.
+func sameFloat(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) }
+
+// sameWindow compares every column bit for bit.
+func sameWindow(a, b downsample.Window) bool {
+	return a.End == b.End && a.FirstT == b.FirstT && a.LastT == b.LastT &&
+		sameFloat(a.Count, b.Count) && sameFloat(a.Sum, b.Sum) && sameFloat(a.Min, b.Min) && sameFloat(a.Max, b.Max) &&
+		sameFloat(a.FirstV, b.FirstV) && sameFloat(a.LastV, b.LastV) && sameFloat(a.Inc, b.Inc)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigil-tsdb/vigil/model/downsample"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -150,7 +151,7 @@ func TestCompactKill9(t *testing.T) {
 type tierContent struct {
 	days     []int32
 	progress map[int32][]byte
-	windows  map[int32]map[string][]Window
+	windows  map[int32]map[string][]downsample.Window
 }
 
 func readAllTiers(t *testing.T, db *storage.DB) [3]tierContent {
@@ -161,7 +162,7 @@ func readAllTiers(t *testing.T, db *storage.DB) [3]tierContent {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tc := tierContent{days: days, progress: map[int32][]byte{}, windows: map[int32]map[string][]Window{}}
+		tc := tierContent{days: days, progress: map[int32][]byte{}, windows: map[int32]map[string][]downsample.Window{}}
 		if tier != storage.TierRaw {
 			for _, d := range days {
 				v, ok, err := db.TierProgress(tier, d)

@@ -1,19 +1,12 @@
-// Package compactor downsamples raw samples into 1-minute and 1-hour
-// aggregates and enforces retention over one ingester's local storage. The
-// design is docs/downsampling.md; change it with the code.
+// Package compactor downsamples one ingester's raw samples into 1-minute
+// and 1-hour aggregates (package model/downsample) and enforces retention
+// per tier over its local storage. The design is docs/downsampling.md;
+// change it with the code.
 //
-// This part is the storage-independent core:
-//
-//   - Window, the nine aggregate columns of one series over one window of
-//     width W (left-open, right-closed, stamped with its end);
-//   - Downsample (raw samples → windows) and Combine (fine windows → coarse
-//     windows, e.g. 1 m → 1 h), which agree with each other and with
-//     PromQL's *_over_time functions at aligned times;
-//   - ColumnSamples and CounterView, the samples PromQL is given when a query
-//     is rewritten to read a tier;
-//   - AppendChunk and DecodeChunk, the aggregate chunk (encoding 2) stored
-//     under the tier keys of docs/storage.md.
-//
-// Everything here is a pure function of its arguments and safe for
-// concurrent use.
+// A Compactor runs passes (Run on a ticker, RunOnce for a given clock): each
+// compacts the due UTC days of the 1 m tier from raw and of the 1 h tier
+// from 1 m, newest first, and then drops the days past each tier's
+// retention, oldest first, never before the next tier holds them. Progress
+// is one key per tier day, written last; a crash leaves a day either
+// complete or invisible and redone.
 package compactor

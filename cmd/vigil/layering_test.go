@@ -14,12 +14,13 @@ import (
 // state their place in the layering.
 var allowedImports = map[string][]string{
 	"model":               {},
+	"model/downsample":    {"model"},
 	"storage":             {"model"},
 	"ingester/ingesterpb": {"model"},
-	"ingester":            {"storage", "ring", "model", "ingester/ingesterpb"},
+	"ingester":            {"storage", "ring", "model", "ingester/ingesterpb", "model/downsample"},
 	"distributor":         {"ring", "ingester/ingesterpb", "model"},
-	"querier":             {"ring", "ingester/ingesterpb", "model"},
-	"compactor":           {"storage", "model"},
+	"querier":             {"ring", "ingester/ingesterpb", "model", "model/downsample"},
+	"compactor":           {"storage", "model", "model/downsample"},
 	"ring":                {"model"},
 	"collector":           {"ring", "sdk", "model"},
 	"rules":               {"model"},

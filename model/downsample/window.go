@@ -1,9 +1,10 @@
-package compactor
+package downsample
 
 import (
 	"fmt"
 	"math"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/util/kahansum"
 
@@ -25,18 +26,24 @@ type Window struct {
 	Inc    float64 // Σ resetStep over consecutive samples
 }
 
-// resetStep is Prometheus' counter-reset rule: the increase from v1 to v2,
+// Series is one series' windows, sorted by End.
+type Series struct {
+	Labels  labels.Labels
+	Windows []Window
+}
+
+// ResetStep is Prometheus' counter-reset rule: the increase from v1 to v2,
 // taking a drop as a restart from zero.
-func resetStep(v1, v2 float64) float64 {
+func ResetStep(v1, v2 float64) float64 {
 	if v2 >= v1 {
 		return v2 - v1
 	}
 	return v2
 }
 
-// windowEnd returns the end of the width-wide window holding t: the least
+// WindowEnd returns the end of the width-wide window holding t: the least
 // multiple of width ≥ t.
-func windowEnd(t, width int64) int64 {
+func WindowEnd(t, width int64) int64 {
 	q := t / width // truncates toward zero: the ceiling for t ≤ 0
 	if t%width > 0 {
 		q++
@@ -46,7 +53,7 @@ func windowEnd(t, width int64) int64 {
 
 func checkWidth(width int64) {
 	if width <= 0 {
-		panic(fmt.Sprintf("compactor: window width %d is not positive", width))
+		panic(fmt.Sprintf("downsample: window width %d is not positive", width))
 	}
 }
 
@@ -109,14 +116,14 @@ func Downsample(samples []model.Sample, width int64) []Window {
 		if value.IsStaleNaN(s.V) {
 			continue
 		}
-		if end := windowEnd(s.T, width); !open || end != b.w.End {
+		if end := WindowEnd(s.T, width); !open || end != b.w.End {
 			if open {
 				out = append(out, b.finish())
 			}
 			b.start(end, s.T, s.V)
 			open = true
 		} else {
-			b.w.Inc += resetStep(b.w.LastV, s.V)
+			b.w.Inc += ResetStep(b.w.LastV, s.V)
 		}
 		b.add(1, s.V, s.V, s.V)
 		b.w.LastT, b.w.LastV = s.T, s.V
@@ -145,14 +152,14 @@ func Combine(ws []Window, width int64) []Window {
 			continue
 		}
 		prevEnd = w.End
-		if end := windowEnd(w.End, width); !open || end != b.w.End {
+		if end := WindowEnd(w.End, width); !open || end != b.w.End {
 			if open {
 				out = append(out, b.finish())
 			}
 			b.start(end, w.FirstT, w.FirstV)
 			open = true
 		} else {
-			b.w.Inc += resetStep(b.w.LastV, w.FirstV)
+			b.w.Inc += ResetStep(b.w.LastV, w.FirstV)
 		}
 		b.add(w.Count, w.Sum, w.Min, w.Max)
 		b.w.Inc += w.Inc
@@ -241,25 +248,56 @@ func ColumnSamples(ws []Window, c Column) []model.Sample {
 }
 
 // CounterView turns windows sorted by End back into a counter that PromQL's
-// rate and increase can extrapolate: per window (FirstT, C_first) and, if
-// LastT differs, (LastT, C_last), where C is a running reset-corrected
-// total starting at the first window's FirstV. The increase between any two
-// points equals the raw increase between the same samples, and C never
-// drops (for non-negative counters), so PromQL sees no resets.
+// rate and increase can extrapolate, in raw values: per window
+// (FirstT, FirstV) and (LastT, LastV), which are raw samples, so PromQL's
+// reset rule between two windows (LastV, then FirstV) gives what it gives
+// over the raw samples, and a range that starts at a window's start sees
+// the raw first value (its extrapolation limit at zero included). Where
+// the reset rule from FirstV to LastV does not give the window's Inc (it
+// held a reset PromQL cannot see from its ends), resetPoints adds one
+// point, or two, right after FirstT that make it give exactly Inc. A
+// window never has more points than samples, so PromQL's average sample
+// interval is never shorter than over raw data.
 func CounterView(ws []Window) []model.Sample {
 	out := make([]model.Sample, 0, 2*len(ws))
-	var c float64
-	for i, w := range ws {
-		if i == 0 {
-			c = w.FirstV
-		} else {
-			c += resetStep(ws[i-1].LastV, w.FirstV)
+	for _, w := range ws {
+		out = append(out, model.Sample{T: w.FirstT, V: w.FirstV})
+		if w.LastT == w.FirstT {
+			continue
 		}
-		out = append(out, model.Sample{T: w.FirstT, V: c})
-		c += w.Inc
-		if w.LastT != w.FirstT {
-			out = append(out, model.Sample{T: w.LastT, V: c})
-		}
+		out = resetPoints(out, w)
+		out = append(out, model.Sample{T: w.LastT, V: w.LastV})
 	}
 	return out
+}
+
+// resetPoints appends the points between (FirstT, FirstV) and
+// (LastT, LastV) that make PromQL's reset-corrected increase over the
+// window equal Inc: a value X with ResetStep(P, X) + ResetStep(X, L) = Inc
+// (P = FirstV, L = LastV), where one exists, else the pair
+// (P + Inc − L, 0). A window with a reset inside has Inc ≥ L; with three
+// samples one point always suffices, with two none is needed.
+func resetPoints(out []model.Sample, w Window) []model.Sample {
+	p, l, f := w.FirstV, w.LastV, w.Inc
+	if d := f - ResetStep(p, l); math.Abs(d) <= 1e-12*math.Max(math.Abs(f), 1) || !(f >= l) {
+		return out // PromQL sees Inc already (up to rounding), or no reset
+	}
+	var x float64
+	switch {
+	case f == l && p > 0: // X below both: a reset to X, then up to L
+		x = 0
+	case f-l+p > l: // up to X, then a reset to L
+		x = f - l + p
+	case f-l > l && f-l < p: // a reset to X, then a reset to L
+		x = f - l
+	default:
+		if w.LastT-w.FirstT < 3 {
+			return out
+		}
+		return append(out, model.Sample{T: w.FirstT + 1, V: p + f - l}, model.Sample{T: w.FirstT + 2, V: 0})
+	}
+	if w.LastT-w.FirstT < 2 {
+		return out
+	}
+	return append(out, model.Sample{T: w.FirstT + 1, V: x})
 }

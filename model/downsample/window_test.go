@@ -1,4 +1,4 @@
-package compactor
+package downsample
 
 import (
 	"fmt"
@@ -203,9 +203,12 @@ func TestCounterView(t *testing.T) {
 		{
 			name:    "resets inside and between windows",
 			samples: samples(10_000, 5, 20_000, 8, 30_000, 2, 70_000, 1, 80_000, 4, 130_000, 6),
-			// window 1: 5→8→2 inc 3+2; window 2: 2→1 resets (+1), then +3;
-			// window 3: 4→6 (+2), one sample.
-			want: samples(10_000, 5, 30_000, 10, 70_000, 11, 80_000, 14, 130_000, 16),
+			// window 1: 5→8→2, inc 3+2 with a reset; one point
+			// (5+5-2 = 8) then the drop to 2 gives it;
+			// window 2: 1→4, inc 3, no reset inside (the drop 2→1 is
+			// between windows, seen from the raw values);
+			// window 3: one sample.
+			want: samples(10_000, 5, 10_001, 8, 30_000, 2, 70_000, 1, 80_000, 4, 130_000, 6),
 		},
 	}
 	for _, tt := range tests {
@@ -393,7 +396,7 @@ func TestPropertyRangesEqualRaw(t *testing.T) {
 					cols[c] = ColumnSamples(tier.ws, c)
 				}
 				for range 2000 {
-					T := windowEnd(view[0].T, tier.width) + int64(r.IntN(int(4*24*hour/tier.width)+2))*tier.width
+					T := WindowEnd(view[0].T, tier.width) + int64(r.IntN(int(4*24*hour/tier.width)+2))*tier.width
 					rng := int64(1+r.IntN(180)) * tier.width
 					in := rangeOf(view, T-rng, T)
 					if len(in) == 0 {
@@ -459,9 +462,11 @@ func TestPropertyCombine(t *testing.T) {
 	}
 }
 
-// TestPropertyCounterView: between any two points of the counter view the
-// increase is the raw one between the same samples, and the view never
-// drops.
+// TestPropertyCounterView: PromQL's reset-corrected increase between the
+// first points of any two windows of the counter view is the raw one
+// between the same samples, and over the whole view it is the raw total;
+// every window's first and last points are raw samples, and no window has
+// more points than samples.
 func TestPropertyCounterView(t *testing.T) {
 	for ki, k := range kinds {
 		if !k.counter {
@@ -470,32 +475,50 @@ func TestPropertyCounterView(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			for seed := range uint64(3) {
 				view := promView(randomSeries(rand.New(rand.NewPCG(seed, uint64(ki))), k, 5))
-				// cum[i] is the raw increase from the first sample to sample i.
+				// cum[t] is the raw increase from the first sample to the one at t.
 				cum := make(map[int64]float64, len(view))
+				raw := make(map[int64]float64, len(view))
 				var c float64
 				for i, s := range view {
 					if i > 0 {
-						c += resetStep(view[i-1].V, s.V)
+						c += ResetStep(view[i-1].V, s.V)
 					}
-					cum[s.T] = c
+					cum[s.T], raw[s.T] = c, s.V
 				}
 				total := rawIncrease(view)
 				for _, ws := range [][]Window{Downsample(view, minute), Combine(Downsample(view, minute), hour)} {
 					cv := CounterView(ws)
+					var vc float64 // the increase PromQL sees from cv[0]
 					for i, p := range cv {
-						if i > 0 && p.V < cv[i-1].V {
-							t.Fatalf("drops at %d: %v after %v", p.T, p.V, cv[i-1].V)
+						if i > 0 {
+							vc += ResetStep(cv[i-1].V, p.V)
 						}
 						want, ok := cum[p.T]
 						if !ok {
-							t.Fatalf("point at %d is no raw sample's time", p.T)
+							continue // a reset point
 						}
-						if got := p.V - cv[0].V; !closeTo(got, want, want) {
-							t.Fatalf("increase to %d: %v, raw %v", p.T, got, want)
+						if p.V != raw[p.T] {
+							t.Fatalf("point at %d: %v, raw sample %v", p.T, p.V, raw[p.T])
+						}
+						if !closeTo(vc, want, want) {
+							t.Fatalf("increase to %d: %v, raw %v", p.T, vc, want)
 						}
 					}
 					if got := rawIncrease(cv); !closeTo(got, total, total) {
 						t.Fatalf("increase over the view %v, raw %v", got, total)
+					}
+					points := map[int64]float64{}
+					for _, p := range cv {
+						points[WindowEnd(p.T, minute)]++ // every window of ws is a whole number of minutes
+					}
+					for _, w := range ws {
+						n := 0.0
+						for e := w.End - (w.End-w.FirstT)/minute*minute; e <= w.End; e += minute {
+							n += points[e]
+						}
+						if n > w.Count {
+							t.Fatalf("window %d: %v points for %v samples", w.End, n, w.Count)
+						}
 					}
 					if cv[0].T != view[0].T || cv[len(cv)-1].T != view[len(view)-1].T {
 						t.Fatalf("view spans %d..%d, raw %d..%d", cv[0].T, cv[len(cv)-1].T, view[0].T, view[len(view)-1].T)
