@@ -37,6 +37,16 @@ type StatusReader interface {
 	TSDBStatus(ctx context.Context, limit int) (model.TSDBStatus, error)
 }
 
+// Resolutions prepares a query for the resolution it may read
+// (docs/downsampling.md, "Reads"): given the query, the request's
+// resolution parameter ("" for auto: auto, raw, 1m or 1h) and the query's
+// time range and step, it returns the context and query text to run. An
+// error says what is wrong with the parameter or the query. Called
+// concurrently.
+type Resolutions interface {
+	Prepare(ctx context.Context, query, resolution string, start, end time.Time, step time.Duration) (context.Context, string, error)
+}
+
 // Build information reported by /api/v1/status/buildinfo, set at link
 // time: go build -ldflags "-X github.com/vigil-tsdb/vigil/api.Version=1.2.3
 // -X github.com/vigil-tsdb/vigil/api.Revision=$(git rev-parse HEAD) ...".
@@ -57,6 +67,7 @@ type API struct {
 	queryable storage.Queryable // nil: this node answers no queries
 	engine    promql.QueryEngine
 	status    StatusReader // nil: no cardinality report
+	tiers     Resolutions  // nil: raw data only
 	ready     func() error
 	gatherer  prometheus.Gatherer
 	logger    *slog.Logger
@@ -111,6 +122,22 @@ func New(cfg Config, pusher Pusher, queryable storage.Queryable, engine promql.Q
 	a.writeSlots = make(chan struct{}, cfg.MaxConcurrentWrites)
 	a.mux = a.routes()
 	return a, nil
+}
+
+// SetResolutions lets queries read the downsampled tiers (the resolution
+// parameter). Call it before serving.
+func (a *API) SetResolutions(r Resolutions) { a.tiers = r }
+
+// prepare applies the resolution parameter to a query.
+func (a *API) prepare(ctx context.Context, r *http.Request, start, end time.Time, step time.Duration) (context.Context, string, error) {
+	q, res := r.FormValue("query"), r.FormValue("resolution")
+	if a.tiers == nil {
+		if res != "" && res != "auto" && res != "raw" {
+			return ctx, q, fmt.Errorf("resolution %q: this node keeps no downsampled tiers", res)
+		}
+		return ctx, q, nil
+	}
+	return a.tiers.Prepare(ctx, q, res, start, end, step)
 }
 
 // SetStatusSources sets what /api/v1/status/config (the YAML returned by

@@ -68,6 +68,15 @@ func errResult(t errorType, err error) apiResult {
 	return apiResult{err: &apiError{typ: t, err: err}}
 }
 
+// prepareError reports what Resolutions.Prepare refused: the query (a
+// model.ErrBadData) or else the resolution parameter.
+func prepareError(err error) apiResult {
+	if errors.Is(err, model.ErrBadData) {
+		return invalidParam(err, "query")
+	}
+	return invalidParam(err, "resolution")
+}
+
 func invalidParam(err error, name string) apiResult {
 	return errResult(errBadData, fmt.Errorf("invalid parameter %q: %w", name, err))
 }
@@ -246,7 +255,11 @@ func (a *API) query(r *http.Request) apiResult {
 	if err != nil {
 		return errResult(errBadData, err)
 	}
-	qry, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, r.FormValue("query"), ts)
+	ctx, qs, err := a.prepare(ctx, r, ts, ts, 0)
+	if err != nil {
+		return prepareError(err)
+	}
+	qry, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, qs, ts)
 	if err != nil {
 		return invalidParam(err, "query")
 	}
@@ -285,7 +298,11 @@ func (a *API) queryRange(r *http.Request) apiResult {
 	if err != nil {
 		return errResult(errBadData, err)
 	}
-	qry, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, r.FormValue("query"), start, end, step)
+	ctx, qs, err := a.prepare(ctx, r, start, end, step)
+	if err != nil {
+		return prepareError(err)
+	}
+	qry, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, qs, start, end, step)
 	if err != nil {
 		return invalidParam(err, "query")
 	}

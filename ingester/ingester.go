@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"math"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vigil-tsdb/vigil/ingester/ingesterpb"
 	"github.com/vigil-tsdb/vigil/model"
+	"github.com/vigil-tsdb/vigil/model/downsample"
 	vstorage "github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -32,6 +34,12 @@ type Store interface {
 	DeleteSeries(ctx context.Context, match func(labels.Labels) bool, maxt int64) (int, error)
 	ColdChanges() uint64
 }
+
+// TierReader reads the window aggregates of a downsampled tier (1 or 2)
+// whose window end lies in [mint, maxt], per series matching ms, sorted by
+// labels; compactor.Windows over the ingester's storage is one. The result
+// belongs to the caller.
+type TierReader func(ctx context.Context, tier uint8, mint, maxt int64, ms ...*labels.Matcher) ([]downsample.Series, error)
 
 // rawChunks is implemented by chunk series whose chunk bytes can be sent
 // without re-encoding (storage's).
@@ -95,6 +103,7 @@ type Ingester struct {
 	store   Store
 	logger  *slog.Logger
 	digests *digestCache
+	tiers   TierReader
 
 	pushDuration *prometheus.HistogramVec
 	samplesIn    prometheus.Counter
@@ -117,6 +126,10 @@ func New(cfg Config, store Store, logger *slog.Logger, reg prometheus.Registerer
 		samplesIn:    f.NewCounter(prometheus.CounterOpts{Name: "vigil_ingester_received_samples_total", Help: "Samples received by Push."}),
 	}, nil
 }
+
+// SetTierReader lets Select answer for the downsampled tiers (without one
+// it refuses them). Call it before serving.
+func (i *Ingester) SetTierReader(r TierReader) { i.tiers = r }
 
 func (i *Ingester) observe(method string, start time.Time) {
 	i.pushDuration.WithLabelValues(method).Observe(time.Since(start).Seconds())
@@ -157,6 +170,9 @@ func (i *Ingester) chunkQuerier(start, end int64, pbms []*ingesterpb.LabelMatche
 // Select streams matching series with their chunks.
 func (i *Ingester) Select(req *ingesterpb.SelectRequest, stream ingesterpb.Ingester_SelectServer) error {
 	defer i.observe("Select", time.Now())
+	if req.Tier != 0 {
+		return i.selectTier(req, stream)
+	}
 	ctx := stream.Context()
 	q, ms, err := i.chunkQuerier(req.StartMs, req.EndMs, req.Matchers)
 	if err != nil {
@@ -197,6 +213,49 @@ func (i *Ingester) Select(req *ingesterpb.SelectRequest, stream ingesterpb.Inges
 	}
 	if err := ss.Err(); err != nil {
 		return ingesterpb.ToStatus(err)
+	}
+	if len(resp.Series) > 0 {
+		return stream.Send(resp)
+	}
+	return nil
+}
+
+// selectTier streams the windows of a downsampled tier as aggregate chunks
+// (docs/downsampling.md, "Reads").
+func (i *Ingester) selectTier(req *ingesterpb.SelectRequest, stream ingesterpb.Ingester_SelectServer) error {
+	if req.Tier > math.MaxUint8 || i.tiers == nil {
+		return ingesterpb.ToStatus(fmt.Errorf("%w: this ingester has no tier %d", model.ErrBadData, req.Tier))
+	}
+	ms, err := ingesterpb.ToMatchers(req.Matchers)
+	if err != nil {
+		return ingesterpb.ToStatus(err)
+	}
+	mint, maxt := timeRange(req.StartMs, req.EndMs)
+	set, err := i.tiers(stream.Context(), uint8(req.Tier), mint, maxt, ms...)
+	if err != nil {
+		return ingesterpb.ToStatus(err)
+	}
+	resp := &ingesterpb.SelectResponse{}
+	size := 0
+	for _, s := range set {
+		cs := &ingesterpb.ChunkSeries{Labels: ingesterpb.FromLabels(s.Labels)}
+		for ws := s.Windows; len(ws) > 0; {
+			g := ws[:min(len(ws), downsample.MaxChunkWindows)]
+			ws = ws[len(g):]
+			data, err := downsample.AppendChunk(nil, g)
+			if err != nil {
+				return ingesterpb.ToStatus(fmt.Errorf("series %s: %w", s.Labels, err))
+			}
+			cs.Chunks = append(cs.Chunks, &ingesterpb.Chunk{MinTimeMs: g[0].End, MaxTimeMs: g[len(g)-1].End, Encoding: uint32(downsample.EncodingAggregate), Data: data})
+			size += len(data) + 24
+		}
+		resp.Series = append(resp.Series, cs)
+		if size >= i.cfg.SelectBatchBytes {
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+			resp, size = &ingesterpb.SelectResponse{}, 0
+		}
 	}
 	if len(resp.Series) > 0 {
 		return stream.Send(resp)

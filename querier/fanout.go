@@ -21,14 +21,18 @@ type metrics struct {
 	calls  *prometheus.CounterVec
 	hedged prometheus.Counter
 	failed *prometheus.CounterVec
+	// selects counts view Selects (queries rewritten for the tiers) by the
+	// resolution read.
+	selects *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	f := promauto.With(reg)
 	return &metrics{
-		calls:  f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_querier_ingester_calls_total", Help: "Calls from the querier to ingesters, by result (ok, failed, hedged: given up on as slow, skipped: known down)."}, []string{"result"}),
-		hedged: f.NewCounter(prometheus.CounterOpts{Name: "vigil_querier_hedged_total", Help: "Times a slow ingester was given up on because the answer was complete without it."}),
-		failed: f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_querier_incomplete_total", Help: "Reads with more failed ingesters than the replication tolerates, by outcome (error, partial: answered with a warning)."}, []string{"outcome"}),
+		calls:   f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_querier_ingester_calls_total", Help: "Calls from the querier to ingesters, by result (ok, failed, hedged: given up on as slow, skipped: known down)."}, []string{"result"}),
+		hedged:  f.NewCounter(prometheus.CounterOpts{Name: "vigil_querier_hedged_total", Help: "Times a slow ingester was given up on because the answer was complete without it."}),
+		failed:  f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_querier_incomplete_total", Help: "Reads with more failed ingesters than the replication tolerates, by outcome (error, partial: answered with a warning)."}, []string{"outcome"}),
+		selects: f.NewCounterVec(prometheus.CounterOpts{Name: "vigil_querier_tier_selects_total", Help: "Selects of queries rewritten for the downsampled tiers, by the resolution read (raw, 1m, 1h)."}, []string{"resolution"}),
 	}, nil
 }
 

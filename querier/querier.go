@@ -37,6 +37,9 @@ type Config struct {
 	// AllowPartial answers with a warning instead of an error when more
 	// ingesters failed than the replication tolerates.
 	AllowPartial bool `yaml:"allow_partial"`
+	// Retention of the tiers, for the choice of resolution; set from the
+	// compactor's retention flags.
+	Retention Retention `yaml:"-"`
 }
 
 // DefaultConfig returns Prometheus' defaults.
@@ -218,40 +221,74 @@ func (q *querier) Close() error {
 }
 
 // Select fans out to every ingester and merges the replicas' series
-// (identical samples are deduplicated by the merge).
+// (identical samples are deduplicated by the merge). A selector rewritten
+// by RewriteForTiers names a view; Select then reads the resolution
+// chooseResolution picks (docs/downsampling.md, "Reads").
 func (q *querier) Select(ctx context.Context, _ bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
 		mint, maxt = max(mint, hints.Start), min(maxt, hints.End)
 	}
+	view, ms, err := ViewOf(ms)
+	if err != nil {
+		return storage.ErrSeriesSet(fmt.Errorf("%w: %v", model.ErrBadData, err))
+	}
 	if hints != nil && hints.Func == "series" {
 		return q.selectSeriesOnly(ctx, mint, maxt, hints.Limit, ms)
 	}
-	f := q.newFanout()
-	if _, err := f.outcome(); err != nil { // too many known down already
-		return storage.ErrSeriesSet(err)
+	if view == "" {
+		return q.selectRaw(ctx, mint, maxt, ms)
 	}
-	req := &ingesterpb.SelectRequest{StartMs: mint, EndMs: maxt, Matchers: ingesterpb.FromMatchers(ms)}
-	var sets []storage.SeriesSet
+	res := q.q.chooseResolution(ctx, hints, mint)
+	q.q.metrics.selects.WithLabelValues(res.String()).Inc()
+	if res == ResolutionRaw {
+		return rawView(view, q.selectRaw(ctx, mint, maxt, ms))
+	}
+	return q.selectTier(ctx, res, view, mint, maxt, ms)
+}
+
+// selectRaw reads raw samples in [mint, maxt].
+func (q *querier) selectRaw(ctx context.Context, mint, maxt int64, ms []*labels.Matcher) storage.SeriesSet {
+	sets, f := q.fanSelect(ctx, &ingesterpb.SelectRequest{StartMs: mint, EndMs: maxt, Matchers: ingesterpb.FromMatchers(ms)})
+	if len(sets) == 0 {
+		return emptyOutcome(f)
+	}
+	ss := make([]storage.SeriesSet, len(sets))
+	for i, s := range sets {
+		ss[i] = storage.NewSeriesSetFromChunkSeriesSet(s)
+	}
+	if len(ss) == 1 {
+		return ss[0]
+	}
+	return storage.NewMergeSeriesSet(ss, 0, storage.ChainedSeriesMerge)
+}
+
+// fanSelect opens req's Select stream on every healthy ingester; none when
+// too many are known down already (the fanout's outcome says so).
+func (q *querier) fanSelect(ctx context.Context, req *ingesterpb.SelectRequest) ([]storage.ChunkSeriesSet, *fanout) {
+	f := q.newFanout()
+	if _, err := f.outcome(); err != nil {
+		return nil, f
+	}
+	var sets []storage.ChunkSeriesSet
 	for _, ing := range q.ings {
 		if ing.Healthy {
 			ss := newStreamSet(ctx, q.q.cfg, f, ing, req)
 			q.mu.Lock()
 			q.cancels = append(q.cancels, ss.cancel)
 			q.mu.Unlock()
-			sets = append(sets, storage.NewSeriesSetFromChunkSeriesSet(ss))
+			sets = append(sets, ss)
 		}
 	}
-	if len(sets) == 0 {
-		if w, err := f.outcome(); err != nil || len(w) > 0 {
-			return &listSeriesSet{i: -1, warnings: w, err: err}
-		}
-		return storage.EmptySeriesSet()
+	return sets, f
+}
+
+// emptyOutcome is the answer of a read that reached no ingester.
+func emptyOutcome(f *fanout) storage.SeriesSet {
+	if w, err := f.outcome(); err != nil || len(w) > 0 {
+		return &listSeriesSet{i: -1, warnings: w, err: err}
 	}
-	if len(sets) == 1 {
-		return sets[0]
-	}
-	return storage.NewMergeSeriesSet(sets, 0, storage.ChainedSeriesMerge)
+	return storage.EmptySeriesSet()
 }
 
 // selectSeriesOnly answers a Select that needs labels only (the series

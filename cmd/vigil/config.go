@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-tsdb/vigil/api"
 	"github.com/vigil-tsdb/vigil/collector"
+	"github.com/vigil-tsdb/vigil/compactor"
 	"github.com/vigil-tsdb/vigil/distributor"
 	"github.com/vigil-tsdb/vigil/ingester"
 	"github.com/vigil-tsdb/vigil/querier"
@@ -37,6 +38,7 @@ type Config struct {
 	Ingester    ingester.Config          `yaml:"ingester"`
 	Distributor distributor.Config       `yaml:"distributor"`
 	Querier     querier.Config           `yaml:"querier"`
+	Compactor   compactor.Config         `yaml:"compactor"`
 	API         api.Config               `yaml:"api"`
 	Ring        ring.Config              `yaml:"ring"`
 	Etcd        EtcdConfig               `yaml:"etcd"`
@@ -58,6 +60,7 @@ func DefaultConfig() Config {
 		Ingester:           ingester.DefaultConfig(),
 		Distributor:        distributor.DefaultConfig(),
 		Querier:            querier.DefaultConfig(),
+		Compactor:          compactor.DefaultConfig(),
 		API:                api.DefaultConfig(),
 		Ring:               ring.DefaultConfig(),
 		Etcd:               defaultEtcdConfig(),
@@ -80,6 +83,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	c.Ingester.RegisterFlags(f)
 	c.Distributor.RegisterFlags(f)
 	c.Querier.RegisterFlags(f)
+	c.Compactor.RegisterFlags(f)
 	c.API.RegisterFlags(f)
 	c.Ring.RegisterFlags(f)
 	c.Etcd.RegisterFlags(f)
@@ -166,7 +170,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "logfmt" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want logfmt or json", c.LogFormat))
 	}
-	for _, err := range []error{c.Targets.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.API.Validate()} {
+	for _, err := range []error{c.Targets.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	promstorage "github.com/prometheus/prometheus/storage"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -34,9 +35,11 @@ import (
 
 	"github.com/vigil-tsdb/vigil/api"
 	"github.com/vigil-tsdb/vigil/collector"
+	"github.com/vigil-tsdb/vigil/compactor"
 	"github.com/vigil-tsdb/vigil/distributor"
 	"github.com/vigil-tsdb/vigil/ingester"
 	"github.com/vigil-tsdb/vigil/ingester/ingesterpb"
+	"github.com/vigil-tsdb/vigil/model/downsample"
 	"github.com/vigil-tsdb/vigil/querier"
 	"github.com/vigil-tsdb/vigil/ring"
 	"github.com/vigil-tsdb/vigil/storage"
@@ -122,6 +125,7 @@ type node struct {
 	db         *storage.DB
 	ing        *ingester.Ingester
 	repairer   *ingester.Repairer
+	compactor  *compactor.Compactor
 	pool       *ingesterpb.Pool
 	local      *ingesterpb.Conn // single node: the loopback client of its own ingester
 	dist       *distributor.Distributor
@@ -210,6 +214,13 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		if n.ing, err = ingester.New(icfg, n.db, logger.With("component", "ingester"), reg); err != nil {
 			return err
 		}
+		if n.compactor, err = compactor.New(cfg.Compactor, n.db, logger.With("component", "compactor"), reg); err != nil {
+			return err
+		}
+		db := n.db
+		n.ing.SetTierReader(func(ctx context.Context, tier uint8, mint, maxt int64, ms ...*labels.Matcher) ([]downsample.Series, error) {
+			return compactor.Windows(ctx, db, tier, mint, maxt, ms...)
+		})
 		ingesterpb.RegisterIngesterServer(n.grpcSrv, n.ing)
 		if n.cluster {
 			n.repairer = ingester.NewRepairer(n.ing, cfg.Distributor.ReplicationFactor, n.ring, cfg.Ring.NodeName,
@@ -243,7 +254,9 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	var engine promql.QueryEngine
 	var status api.StatusReader
 	if n.roles["querier"] {
-		if qbl, err = querier.New(cfg.Querier, n.ingesters, logger.With("component", "querier"), reg); err != nil {
+		qcfg := cfg.Querier
+		qcfg.Retention = querier.Retention{Raw: cfg.Compactor.RetentionRaw, Minute: cfg.Compactor.RetentionMinute, Hour: cfg.Compactor.RetentionHour}
+		if qbl, err = querier.New(qcfg, n.ingesters, logger.With("component", "querier"), reg); err != nil {
 			return err
 		}
 		queryable, status = qbl, qbl
@@ -254,6 +267,9 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		httpAPI, err := api.New(cfg.API, pusher, queryable, engine, status, n.readyCheck, reg, logger.With("component", "api"), reg)
 		if err != nil {
 			return err
+		}
+		if qbl != nil {
+			httpAPI.SetResolutions(qbl)
 		}
 		httpAPI.SetStatusSources(func() string {
 			b, err := yaml.Marshal(cfg)
@@ -390,6 +406,9 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 	}
 	if n.repairer != nil {
 		g.Go(func() error { return n.repairer.Run(ctx) })
+	}
+	if n.compactor != nil {
+		g.Go(func() error { return n.compactor.Run(ctx) })
 	}
 	if n.pool != nil {
 		g.Go(func() error { n.retainConns(ctx); return nil })

@@ -113,6 +113,28 @@ func TestRunSelfScrapesAndRestarts(t *testing.T) {
 	if again := query(t, base, `count_over_time(up[1h])`); again != after {
 		t.Fatalf("count_over_time(up[1h]) grew from %s to %s with self-registration off", after, again)
 	}
+	// The same over the tiers: today's 1 m and 1 h windows are computed
+	// from the head on the fly, the rest of the range read raw.
+	for _, res := range []string{"1m", "1h", "raw", "auto"} {
+		resp, err := http.Get(base + "/api/v1/query?" + url.Values{"query": {`count_over_time(up[1h])`}, "resolution": {res}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"`+after+`"`) {
+			t.Fatalf("resolution=%s: %d %s, want count %s", res, resp.StatusCode, body, after)
+		}
+	}
+	resp, err := http.Get(base + "/api/v1/query?" + url.Values{"query": {`up`}, "resolution": {"5m"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `invalid parameter \"resolution\": unknown resolution \"5m\"`) {
+		t.Fatalf("resolution=5m: %d %s, want 400 naming the parameter", resp.StatusCode, body)
+	}
 }
 
 func TestConfig(t *testing.T) {

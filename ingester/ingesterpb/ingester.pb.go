@@ -445,10 +445,16 @@ func (x *LabelMatcher) GetValue() string {
 }
 
 type SelectRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	StartMs       int64                  `protobuf:"varint,1,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
-	EndMs         int64                  `protobuf:"varint,2,opt,name=end_ms,json=endMs,proto3" json:"end_ms,omitempty"`
-	Matchers      []*LabelMatcher        `protobuf:"bytes,3,rep,name=matchers,proto3" json:"matchers,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	StartMs  int64                  `protobuf:"varint,1,opt,name=start_ms,json=startMs,proto3" json:"start_ms,omitempty"`
+	EndMs    int64                  `protobuf:"varint,2,opt,name=end_ms,json=endMs,proto3" json:"end_ms,omitempty"`
+	Matchers []*LabelMatcher        `protobuf:"bytes,3,rep,name=matchers,proto3" json:"matchers,omitempty"`
+	// tier 0 (or unset) selects raw samples in [start_ms, end_ms]. Tier 1
+	// (1 m) or 2 (1 h) selects the window aggregates whose window end lies in
+	// [start_ms, end_ms], as chunks of encoding 2 (docs/downsampling.md): from
+	// the tier where its day is compacted, else computed from the finer data
+	// the ingester still holds.
+	Tier          uint32 `protobuf:"varint,4,opt,name=tier,proto3" json:"tier,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -502,6 +508,13 @@ func (x *SelectRequest) GetMatchers() []*LabelMatcher {
 		return x.Matchers
 	}
 	return nil
+}
+
+func (x *SelectRequest) GetTier() uint32 {
+	if x != nil {
+		return x.Tier
+	}
+	return 0
 }
 
 type Chunk struct {
@@ -1556,11 +1569,12 @@ const file_ingester_ingesterpb_ingester_proto_rawDesc = "" +
 	"\x02EQ\x10\x00\x12\a\n" +
 	"\x03NEQ\x10\x01\x12\x06\n" +
 	"\x02RE\x10\x02\x12\a\n" +
-	"\x03NRE\x10\x03\"~\n" +
+	"\x03NRE\x10\x03\"\x92\x01\n" +
 	"\rSelectRequest\x12\x19\n" +
 	"\bstart_ms\x18\x01 \x01(\x03R\astartMs\x12\x15\n" +
 	"\x06end_ms\x18\x02 \x01(\x03R\x05endMs\x12;\n" +
-	"\bmatchers\x18\x03 \x03(\v2\x1f.vigil.ingester.v1.LabelMatcherR\bmatchers\"w\n" +
+	"\bmatchers\x18\x03 \x03(\v2\x1f.vigil.ingester.v1.LabelMatcherR\bmatchers\x12\x12\n" +
+	"\x04tier\x18\x04 \x01(\rR\x04tier\"w\n" +
 	"\x05Chunk\x12\x1e\n" +
 	"\vmin_time_ms\x18\x01 \x01(\x03R\tminTimeMs\x12\x1e\n" +
 	"\vmax_time_ms\x18\x02 \x01(\x03R\tmaxTimeMs\x12\x1a\n" +
