@@ -389,20 +389,8 @@ func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason
 		var ws []downsample.Window
 		for set.Next() {
 			s := set.At()
-			ws = ws[:0]
-			for _, c := range s.Chunks {
-				if c.Encoding != downsample.EncodingAggregate {
-					return fmt.Errorf("series %s: chunk [%d, %d] has encoding %d, want %d", s.Labels, c.Mint, c.Maxt, c.Encoding, downsample.EncodingAggregate)
-				}
-				cws, err := downsample.DecodeChunk(c.Data)
-				if err != nil {
-					return fmt.Errorf("series %s: chunk [%d, %d]: %w", s.Labels, c.Mint, c.Maxt, err)
-				}
-				for _, w := range cws {
-					if w.End > lo && w.End <= hi {
-						ws = append(ws, w)
-					}
-				}
+			if ws, err = tierWindows(ws[:0], s, lo+1, hi); err != nil {
+				return err
 			}
 			ts, n, err := tierSeries(s.Labels, downsample.Combine(ws, tierWidth[storage.TierHour]))
 			if err != nil {
@@ -420,6 +408,26 @@ func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason
 		return
 	}
 	ps.write(storage.TierHour, day, series, p, reason, start)
+}
+
+// tierWindows appends the windows of s's chunks whose End lies in
+// [lo, hi] to dst.
+func tierWindows(dst []downsample.Window, s storage.TierSeries, lo, hi int64) ([]downsample.Window, error) {
+	for _, c := range s.Chunks {
+		if c.Encoding != downsample.EncodingAggregate {
+			return dst, fmt.Errorf("series %s: chunk [%d, %d] has encoding %d, want %d", s.Labels, c.Mint, c.Maxt, c.Encoding, downsample.EncodingAggregate)
+		}
+		ws, err := downsample.DecodeChunk(c.Data)
+		if err != nil {
+			return dst, fmt.Errorf("series %s: chunk [%d, %d]: %w", s.Labels, c.Mint, c.Maxt, err)
+		}
+		for _, w := range ws {
+			if w.End >= lo && w.End <= hi {
+				dst = append(dst, w)
+			}
+		}
+	}
+	return dst, nil
 }
 
 // tierSeries encodes windows into chunks of up to MaxChunkWindows, each

@@ -191,20 +191,8 @@ func (a *windowAcc) fromTier(ctx context.Context, db *storage.DB, tier uint8, lo
 	var ws []downsample.Window
 	for set.Next() {
 		s := set.At()
-		ws = ws[:0]
-		for _, c := range s.Chunks {
-			if c.Encoding != downsample.EncodingAggregate {
-				return fmt.Errorf("series %s: chunk [%d, %d] has encoding %d, want %d", s.Labels, c.Mint, c.Maxt, c.Encoding, downsample.EncodingAggregate)
-			}
-			cws, err := downsample.DecodeChunk(c.Data)
-			if err != nil {
-				return fmt.Errorf("series %s: chunk [%d, %d]: %w", s.Labels, c.Mint, c.Maxt, err)
-			}
-			for _, w := range cws {
-				if w.End >= rlo && w.End <= rhi {
-					ws = append(ws, w)
-				}
-			}
+		if ws, err = tierWindows(ws[:0], s, rlo, rhi); err != nil {
+			return err
 		}
 		out := ws
 		if conv != nil {
