@@ -91,7 +91,11 @@ proto: ## Regenerate gRPC code from .proto files (needs protoc; installs the Go 
 proto-check: proto ## Fail if generated code differs from what is committed.
 	git diff --exit-code -- '*.pb.go'
 
-.PHONY: bench
+.PHONY: bench bench-downsample
+bench-downsample: ## sum(rate(c[1h])) over 30 days at 1h step, raw vs the 1h tier, and bytes per tier (BENCH_SERIES, BENCH_INTERVAL).
+	VIGIL_BENCH_DOWNSAMPLE=1 VIGIL_BENCH_SERIES=$(or $(BENCH_SERIES),1000) VIGIL_BENCH_INTERVAL=$(or $(BENCH_INTERVAL),60s) \
+		$(GO) test -count=1 -v -timeout 60m -run '^TestBenchDownsample$$' ./cmd/vigil
+
 bench: deps build ## Compare Vigil, a 3-ingester Vigil cluster, VictoriaMetrics and Prometheus on the same load (SMALL=1 for a short run).
 	./$(BIN)/vigil-bench compare $(if $(SMALL),-small,)
 

@@ -146,6 +146,17 @@ type windowAcc struct {
 	buf []byte
 }
 
+// series returns the accumulated series of lset.
+func (a *windowAcc) series(lset labels.Labels) *downsample.Series {
+	a.buf = lset.Bytes(a.buf)
+	s, ok := a.m[string(a.buf)]
+	if !ok {
+		s = &downsample.Series{Labels: lset}
+		a.m[string(a.buf)] = s
+	}
+	return s
+}
+
 // add appends windows with End in [lo, hi] to the series' (ws sorted).
 func (a *windowAcc) add(lset labels.Labels, ws []downsample.Window, lo, hi int64) {
 	i, _ := slices.BinarySearchFunc(ws, lo, func(w downsample.Window, t int64) int { return cmpInt(w.End, t) })
@@ -156,13 +167,12 @@ func (a *windowAcc) add(lset labels.Labels, ws []downsample.Window, lo, hi int64
 	if i >= j {
 		return
 	}
-	a.buf = lset.Bytes(a.buf)
-	s, ok := a.m[string(a.buf)]
-	if !ok {
-		s = &downsample.Series{Labels: lset}
-		a.m[string(a.buf)] = s
+	s := a.series(lset)
+	if n := len(s.Parts); n > 0 && s.Parts[n-1].Chunk == nil {
+		s.Parts[n-1].Windows = append(s.Parts[n-1].Windows, ws[i:j]...)
+		return
 	}
-	s.Windows = append(s.Windows, ws[i:j]...)
+	s.Parts = append(s.Parts, downsample.Part{Windows: slices.Clone(ws[i:j])})
 }
 
 func cmpInt(a, b int64) int {
@@ -191,16 +201,39 @@ func (a *windowAcc) fromTier(ctx context.Context, db *storage.DB, tier uint8, lo
 	var ws []downsample.Window
 	for set.Next() {
 		s := set.At()
+		if conv == nil {
+			if err := a.addChunks(s, lo, hi); err != nil {
+				return err
+			}
+			continue
+		}
 		if ws, err = tierWindows(ws[:0], s, rlo, rhi); err != nil {
 			return err
 		}
-		out := ws
-		if conv != nil {
-			out = conv(ws)
-		}
-		a.add(s.Labels, out, lo, hi)
+		a.add(s.Labels, conv(ws), lo, hi)
 	}
 	return set.Err()
+}
+
+// addChunks adds the windows of s with End in [lo, hi]: its chunks that
+// lie wholly within as they are, the others decoded and cut.
+func (a *windowAcc) addChunks(s storage.TierSeries, lo, hi int64) error {
+	for _, c := range s.Chunks {
+		if c.Encoding != downsample.EncodingAggregate {
+			return fmt.Errorf("series %s: chunk [%d, %d] has encoding %d, want %d", s.Labels, c.Mint, c.Maxt, c.Encoding, downsample.EncodingAggregate)
+		}
+		if c.Mint >= lo && c.Maxt <= hi {
+			as := a.series(s.Labels)
+			as.Parts = append(as.Parts, downsample.Part{Chunk: c.Data, Mint: c.Mint, Maxt: c.Maxt})
+			continue
+		}
+		ws, err := tierWindows(nil, storage.TierSeries{Labels: s.Labels, Chunks: []storage.TierChunk{c}}, lo, hi)
+		if err != nil {
+			return err
+		}
+		a.add(s.Labels, ws, lo, hi)
+	}
+	return nil
 }
 
 // fromRaw downsamples the raw samples of the width-wide windows with End in

@@ -33,7 +33,11 @@ func TestWindowsSources(t *testing.T) {
 				t.Fatalf("series not sorted: %s after %s", s.Labels, set[i-1].Labels)
 			}
 			if s.Labels.Get("__name__") != "fixture_anchor" {
-				out[s.Labels.String()] = s.Windows
+				ws, err := s.AllWindows()
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[s.Labels.String()] = ws
 			}
 		}
 		return out

@@ -239,15 +239,22 @@ func (i *Ingester) selectTier(req *ingesterpb.SelectRequest, stream ingesterpb.I
 	size := 0
 	for _, s := range set {
 		cs := &ingesterpb.ChunkSeries{Labels: ingesterpb.FromLabels(s.Labels)}
-		for ws := s.Windows; len(ws) > 0; {
-			g := ws[:min(len(ws), downsample.MaxChunkWindows)]
-			ws = ws[len(g):]
-			data, err := downsample.AppendChunk(nil, g)
-			if err != nil {
-				return ingesterpb.ToStatus(fmt.Errorf("series %s: %w", s.Labels, err))
+		for _, p := range s.Parts {
+			if p.Chunk != nil { // as stored
+				cs.Chunks = append(cs.Chunks, &ingesterpb.Chunk{MinTimeMs: p.Mint, MaxTimeMs: p.Maxt, Encoding: uint32(downsample.EncodingAggregate), Data: p.Chunk})
+				size += len(p.Chunk) + 24
+				continue
 			}
-			cs.Chunks = append(cs.Chunks, &ingesterpb.Chunk{MinTimeMs: g[0].End, MaxTimeMs: g[len(g)-1].End, Encoding: uint32(downsample.EncodingAggregate), Data: data})
-			size += len(data) + 24
+			for ws := p.Windows; len(ws) > 0; {
+				g := ws[:min(len(ws), downsample.MaxChunkWindows)]
+				ws = ws[len(g):]
+				data, err := downsample.AppendChunk(nil, g)
+				if err != nil {
+					return ingesterpb.ToStatus(fmt.Errorf("series %s: %w", s.Labels, err))
+				}
+				cs.Chunks = append(cs.Chunks, &ingesterpb.Chunk{MinTimeMs: g[0].End, MaxTimeMs: g[len(g)-1].End, Encoding: uint32(downsample.EncodingAggregate), Data: data})
+				size += len(data) + 24
+			}
 		}
 		resp.Series = append(resp.Series, cs)
 		if size >= i.cfg.SelectBatchBytes {

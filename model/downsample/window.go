@@ -26,10 +26,36 @@ type Window struct {
 	Inc    float64 // Σ resetStep over consecutive samples
 }
 
-// Series is one series' windows, sorted by End.
+// Series is one series' windows, sorted by End, in parts: decoded
+// windows, or aggregate chunks as stored, passed on without decoding.
 type Series struct {
-	Labels  labels.Labels
-	Windows []Window
+	Labels labels.Labels
+	Parts  []Part
+}
+
+// Part is a run of a series' windows: Windows, or else Chunk, an aggregate
+// chunk (AppendChunk) whose first and last windows end at Mint and Maxt.
+type Part struct {
+	Windows    []Window
+	Chunk      []byte
+	Mint, Maxt int64
+}
+
+// AllWindows returns the windows of every part, decoded, in order.
+func (s Series) AllWindows() ([]Window, error) {
+	var out []Window
+	for _, p := range s.Parts {
+		if p.Chunk == nil {
+			out = append(out, p.Windows...)
+			continue
+		}
+		ws, err := DecodeChunk(p.Chunk)
+		if err != nil {
+			return nil, fmt.Errorf("series %s: chunk [%d, %d]: %w", s.Labels, p.Mint, p.Maxt, err)
+		}
+		out = append(out, ws...)
+	}
+	return out, nil
 }
 
 // ResetStep is Prometheus' counter-reset rule: the increase from v1 to v2,
