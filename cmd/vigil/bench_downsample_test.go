@@ -24,7 +24,8 @@ import (
 // over raw samples and over the 1 h tier, on the same data, through gRPC,
 // the querier and the PromQL engine; and the bytes on disk of each tier.
 // VIGIL_BENCH_SERIES (default 1000) counters scraped every
-// VIGIL_BENCH_INTERVAL (default 60s) for 31 days.
+// VIGIL_BENCH_INTERVAL (default 60s) for 31 days; VIGIL_BENCH_KEEP_DIR
+// keeps the data there (for profiling) instead of a temporary directory.
 func TestBenchDownsample(t *testing.T) {
 	if os.Getenv("VIGIL_BENCH_DOWNSAMPLE") != "1" {
 		t.Skip("set VIGIL_BENCH_DOWNSAMPLE=1 (make bench-downsample)")
@@ -48,12 +49,16 @@ func TestBenchDownsample(t *testing.T) {
 	day0 := storage.DayOf(time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
 	from, to := storage.DayStart(day0), storage.DayStart(day0+days)
 	dir := t.TempDir()
+	if d := os.Getenv("VIGIL_BENCH_KEEP_DIR"); d != "" {
+		dir = d // kept after the run, for profiling
+	}
 	long := compactor.DefaultConfig()
 	long.RetentionRaw, long.RetentionMinute, long.RetentionHour = 400*24*time.Hour, 400*24*time.Hour, 400*24*time.Hour
 	st := newTierStack(t, dir, long)
 	ctx := context.Background()
 
 	start := time.Now()
+	lastReport := start
 	step := interval.Milliseconds()
 	total := 0
 	for i := 0; i < series; i += 100 {
@@ -78,8 +83,9 @@ func TestBenchDownsample(t *testing.T) {
 			t.Fatalf("backfill: %v; stored %d of %d", err, res.Stored, n)
 		}
 		total += n
-		if i%1000 == 0 {
-			fmt.Fprintf(os.Stderr, "bench-downsample: wrote %d of %d series (%s)\n", i+len(batch), series, time.Since(start).Round(time.Second))
+		if done := i + len(batch); time.Since(lastReport) > 5*time.Second || done == series {
+			fmt.Fprintf(os.Stderr, "bench-downsample: wrote %d of %d series (%s)\n", done, series, time.Since(start).Round(time.Second))
+			lastReport = time.Now()
 		}
 	}
 	wrote := time.Since(start)
