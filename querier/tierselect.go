@@ -68,16 +68,18 @@ func windowsOf(s storage.ChunkSeries) ([]downsample.Window, error) {
 	case *windowSeries:
 		return s.windows, nil
 	case *wireSeries:
-		var out []downsample.Window
+		var (
+			out []downsample.Window
+			dec downsample.Decoder
+			err error
+		)
 		for _, c := range s.chunks {
 			if c.Encoding != uint32(downsample.EncodingAggregate) {
 				return nil, fmt.Errorf("series %s: tier chunk of encoding %d, want %d", s.lset, c.Encoding, downsample.EncodingAggregate)
 			}
-			ws, err := downsample.DecodeChunk(c.Data)
-			if err != nil {
+			if out, err = dec.Append(out, c.Data); err != nil {
 				return nil, fmt.Errorf("series %s: %w", s.lset, err)
 			}
-			out = append(out, ws...)
 		}
 		return out, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
@@ -83,77 +84,96 @@ func checkWindows(ws []Window) error {
 // checks the whole layout and every window and returns an error naming
 // what is wrong; it never panics. The returned windows are new memory.
 func DecodeChunk(b []byte) ([]Window, error) {
-	ws, err := decodeChunk(b)
+	var d Decoder
+	return d.Append(nil, b)
+}
+
+// Decoder decodes aggregate chunks reusing its buffers between calls. The
+// zero value is ready; it is not safe for concurrent use.
+type Decoder struct {
+	ts []int64
+	vs []float64
+	it chunkenc.Iterator
+}
+
+// Append decodes the aggregate chunk b as DecodeChunk does and appends its
+// windows to dst. On an error dst is returned unchanged (its spare
+// capacity may have been written).
+func (d *Decoder) Append(dst []Window, b []byte) ([]Window, error) {
+	ws, err := d.decodeChunk(dst, b)
 	if err != nil {
-		return nil, fmt.Errorf("decode aggregate chunk: %w", err)
+		return dst, fmt.Errorf("decode aggregate chunk: %w", err)
 	}
 	return ws, nil
 }
 
-func decodeChunk(b []byte) ([]Window, error) {
+func (d *Decoder) decodeChunk(dst []Window, b []byte) ([]Window, error) {
+	base := len(dst)
 	n, k := binary.Uvarint(b)
 	if k <= 0 {
-		return nil, errors.New("truncated window count")
+		return dst, errors.New("truncated window count")
 	}
 	if n == 0 || n > MaxChunkWindows {
-		return nil, fmt.Errorf("%d windows, want 1 to %d", n, MaxChunkWindows)
+		return dst[:base], fmt.Errorf("%d windows, want 1 to %d", n, MaxChunkWindows)
 	}
 	b = b[k:]
-	ws := make([]Window, n)
+	dst = slices.Grow(dst, int(n))[:base+int(n)]
+	ws := dst[base:]
+	clear(ws)
 
 	// The (End, Count) chunk has no length: decode it from all that is
 	// left, then find its end by encoding it again. That also requires it
 	// to be canonical, so that a chunk has a single encoding.
-	ends, counts, err := decodeXOR(b, len(ws))
+	ends, counts, err := d.decodeXOR(b, len(ws))
 	if err != nil {
-		return nil, fmt.Errorf("column count: %w", err)
+		return dst[:base], fmt.Errorf("column count: %w", err)
 	}
 	for i := range ws {
 		if i > 0 && ends[i] <= ends[i-1] {
-			return nil, fmt.Errorf("window %d: end %d not after the previous end %d", i, ends[i], ends[i-1])
+			return dst[:base], fmt.Errorf("window %d: end %d not after the previous end %d", i, ends[i], ends[i-1])
 		}
 		ws[i].End, ws[i].Count = ends[i], counts[i]
 	}
 	canon := xorColumn(ws, ColumnCount)
 	if !bytes.HasPrefix(b, canon) {
-		return nil, errors.New("column count: not canonically encoded")
+		return dst[:base], errors.New("column count: not canonically encoded")
 	}
 	b = b[len(canon):]
 
 	for _, c := range chunkColumns {
 		l, k := binary.Uvarint(b)
 		if k <= 0 {
-			return nil, fmt.Errorf("column %s: truncated length", c)
+			return dst[:base], fmt.Errorf("column %s: truncated length", c)
 		}
 		if l > uint64(len(b)-k) {
-			return nil, fmt.Errorf("column %s: length %d beyond the %d bytes left", c, l, len(b)-k)
+			return dst[:base], fmt.Errorf("column %s: length %d beyond the %d bytes left", c, l, len(b)-k)
 		}
-		ts, vs, err := decodeXOR(b[k:k+int(l)], len(ws))
+		ts, vs, err := d.decodeXOR(b[k:k+int(l)], len(ws))
 		if err != nil {
-			return nil, fmt.Errorf("column %s: %w", c, err)
+			return dst[:base], fmt.Errorf("column %s: %w", c, err)
 		}
 		b = b[k+int(l):]
 		for i := range ws {
 			if ts[i] != ws[i].End {
-				return nil, fmt.Errorf("column %s: window %d at time %d, want %d", c, i, ts[i], ws[i].End)
+				return dst[:base], fmt.Errorf("column %s: window %d at time %d, want %d", c, i, ts[i], ws[i].End)
 			}
 			if err := ws[i].set(c, vs[i]); err != nil {
-				return nil, fmt.Errorf("column %s: window %d: %w", c, i, err)
+				return dst[:base], fmt.Errorf("column %s: window %d: %w", c, i, err)
 			}
 		}
 	}
 	if len(b) > 0 {
-		return nil, fmt.Errorf("%d trailing bytes", len(b))
+		return dst[:base], fmt.Errorf("%d trailing bytes", len(b))
 	}
 	if err := checkWindows(ws); err != nil {
-		return nil, err
+		return dst[:base], err
 	}
-	return ws, nil
+	return dst, nil
 }
 
 // decodeXOR decodes an XOR chunk that must hold exactly n samples; bytes
 // after them are ignored.
-func decodeXOR(b []byte, n int) ([]int64, []float64, error) {
+func (d *Decoder) decodeXOR(b []byte, n int) ([]int64, []float64, error) {
 	if len(b) < 2 {
 		return nil, nil, fmt.Errorf("truncated chunk header (%d bytes)", len(b))
 	}
@@ -164,8 +184,9 @@ func decodeXOR(b []byte, n int) ([]int64, []float64, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ts, vs := make([]int64, 0, n), make([]float64, 0, n)
-	it := xc.Iterator(nil)
+	ts, vs := d.ts[:0], d.vs[:0]
+	d.it = xc.Iterator(d.it)
+	it := d.it
 	for it.Next() == chunkenc.ValFloat {
 		t, v := it.At()
 		ts, vs = append(ts, t), append(vs, v)
@@ -173,6 +194,7 @@ func decodeXOR(b []byte, n int) ([]int64, []float64, error) {
 	if err := it.Err(); err != nil {
 		return nil, nil, fmt.Errorf("after %d samples: %w", len(ts), err)
 	}
+	d.ts, d.vs = ts, vs
 	if len(ts) != n {
 		return nil, nil, fmt.Errorf("%d samples decoded, want %d", len(ts), n)
 	}

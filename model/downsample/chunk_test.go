@@ -245,11 +245,21 @@ func FuzzAggregateChunk(f *testing.F) {
 	f.Add(mustChunk(f, []Window{{End: 0, Count: 1, Min: nan, Max: nan, FirstT: -1, LastT: 0}}))
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 1})
+	var dec Decoder // reused across inputs, as the querier does
 	f.Fuzz(func(t *testing.T, b []byte) {
+		prefix := []Window{{End: 1, Count: 1}}
+		got, derr := dec.Append(prefix, b)
 		ws, err := DecodeChunk(b)
+		if (derr == nil) != (err == nil) {
+			t.Fatalf("Decoder.Append error %v, DecodeChunk error %v", derr, err)
+		}
 		if err != nil {
+			if len(got) != 1 || got[0] != prefix[0] {
+				t.Fatalf("Decoder.Append changed dst on an error: %v", got)
+			}
 			return
 		}
+		requireWindows(t, got[1:], ws)
 		b2, err := AppendChunk(nil, ws)
 		if err != nil {
 			t.Fatalf("decoded windows do not encode: %v", err)

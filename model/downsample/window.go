@@ -43,17 +43,19 @@ type Part struct {
 
 // AllWindows returns the windows of every part, decoded, in order.
 func (s Series) AllWindows() ([]Window, error) {
-	var out []Window
+	var (
+		out []Window
+		dec Decoder
+		err error
+	)
 	for _, p := range s.Parts {
 		if p.Chunk == nil {
 			out = append(out, p.Windows...)
 			continue
 		}
-		ws, err := DecodeChunk(p.Chunk)
-		if err != nil {
+		if out, err = dec.Append(out, p.Chunk); err != nil {
 			return nil, fmt.Errorf("series %s: chunk [%d, %d]: %w", s.Labels, p.Mint, p.Maxt, err)
 		}
-		out = append(out, ws...)
 	}
 	return out, nil
 }
