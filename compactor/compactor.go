@@ -26,7 +26,7 @@ import (
 // (DayStart(D), DayStart(D+1)], that is the samples with
 // DayStart(D) < t ≤ DayStart(D+1). A day is then a 24 h window in the same
 // convention, made of whole 1 m and 1 h windows, and the 1 h windows of day
-// D are combined from the 1 m windows of day D alone. WriteTierDay accepts
+// D are combined from the 1 m windows of day D alone. TierDayWriter accepts
 // exactly this ([DayStart(D), DayStart(D+1)], end included).
 //
 // Raw partitions are right-open instead ([DayStart(D), DayStart(D+1))), so
@@ -66,6 +66,11 @@ type Compactor struct {
 	metrics *metrics
 
 	mu sync.Mutex // held by a pass: one at a time
+
+	// A tier day is written in batches of at most batchSeries series or
+	// about batchBytes of chunk data, whichever comes first (the defaults
+	// below; tests lower them).
+	batchSeries, batchBytes int
 }
 
 // New returns a Compactor over db; it does nothing until Run or RunOnce.
@@ -76,7 +81,7 @@ func New(cfg Config, db *storage.DB, logger *slog.Logger, reg prometheus.Registe
 	if db == nil {
 		return nil, errors.New("compactor: no storage")
 	}
-	return &Compactor{cfg: cfg, db: db, logger: logger, metrics: newMetrics(reg)}, nil
+	return &Compactor{cfg: cfg, db: db, logger: logger, metrics: newMetrics(reg), batchSeries: batchSeries, batchBytes: batchBytes}, nil
 }
 
 // Run runs a pass at once and then every Config.Interval, with the wall
@@ -287,12 +292,10 @@ func sampleDigest(lsetHash uint64, t int64, v float64) uint64 {
 }
 
 func (ps *pass) compactRawDay(tier uint8, day int32, mark uint64, reason string) {
-	start := time.Now()
 	width := tierWidth[tier]
 	lo, hi := storage.DayStart(day), storage.DayStart(day+1)
 	p := progress{cold: mark, compactedAt: ps.now}
-	var series []storage.TierSeries
-	read := func() error {
+	ps.compactDay(tier, day, &p, "raw", reason, func(emit func(labels.Labels, []downsample.Window) error) error {
 		q, err := ps.c.db.Querier(lo, hi)
 		if err != nil {
 			return err
@@ -328,22 +331,12 @@ func (ps *pass) compactRawDay(tier uint8, day int32, mark uint64, reason string)
 			if err := it.Err(); err != nil {
 				return fmt.Errorf("read series %s: %w", lset, err)
 			}
-			ts, n, err := tierSeries(lset, downsample.Downsample(buf, width))
-			if err != nil {
-				return fmt.Errorf("series %s: %w", lset, err)
-			}
-			if n > 0 {
-				series = append(series, ts)
-				p.windows += uint64(n)
+			if err := emit(lset, downsample.Downsample(buf, width)); err != nil {
+				return err
 			}
 		}
 		return ss.Err()
-	}
-	if err := read(); err != nil {
-		ps.fail(tier, day, fmt.Errorf("compact %s day %s: read raw: %w", tierNames[tier], dayString(day), err))
-		return
-	}
-	ps.write(tier, day, series, p, reason, start)
+	})
 }
 
 // compactFromMinute writes the 1 h days whose 1 m day is newer than them
@@ -376,11 +369,11 @@ func (ps *pass) compactFromMinute() {
 }
 
 func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason string) {
-	start := time.Now()
 	lo, hi := storage.DayStart(day), storage.DayStart(day+1)
 	p := progress{cold: src.cold, compactedAt: ps.now, head: src.head, tail: src.tail, source: srcHash}
-	var series []storage.TierSeries
-	read := func() error {
+	// Reads the 1 m tier while writing the 1 h one: TierSelect does not
+	// take the tier lock that the writer holds.
+	ps.compactDay(storage.TierHour, day, &p, "1m", reason, func(emit func(labels.Labels, []downsample.Window) error) error {
 		// From lo+1: the day before's last chunk may end at lo.
 		set, err := ps.c.db.TierSelect(ps.ctx, storage.TierMinute, lo+1, hi)
 		if err != nil {
@@ -392,22 +385,12 @@ func (ps *pass) compactMinuteDay(day int32, src progress, srcHash uint64, reason
 			if ws, err = tierWindows(ws[:0], s, lo+1, hi); err != nil {
 				return err
 			}
-			ts, n, err := tierSeries(s.Labels, downsample.Combine(ws, tierWidth[storage.TierHour]))
-			if err != nil {
-				return fmt.Errorf("series %s: %w", s.Labels, err)
-			}
-			if n > 0 {
-				series = append(series, ts)
-				p.windows += uint64(n)
+			if err := emit(s.Labels, downsample.Combine(ws, tierWidth[storage.TierHour])); err != nil {
+				return err
 			}
 		}
 		return set.Err()
-	}
-	if err := read(); err != nil {
-		ps.fail(storage.TierHour, day, fmt.Errorf("compact 1h day %s: read 1m: %w", dayString(day), err))
-		return
-	}
-	ps.write(storage.TierHour, day, series, p, reason, start)
+	})
 }
 
 // tierWindows appends the windows of s's chunks whose End lies in
@@ -450,37 +433,111 @@ func tierSeries(lset labels.Labels, ws []downsample.Window) (storage.TierSeries,
 	return ts, len(ws), nil
 }
 
-// write stores a compacted day and its progress.
-func (ps *pass) write(tier uint8, day int32, series []storage.TierSeries, p progress, reason string, start time.Time) {
-	p.series = uint64(len(series))
-	bytes := 0
-	for _, s := range series {
-		for _, c := range s.Chunks {
-			bytes += len(c.Data)
-		}
-	}
-	v := p.encode()
-	if err := ps.c.db.WriteTierDay(ps.ctx, tier, day, series, v); err != nil {
-		ps.fail(tier, day, fmt.Errorf("compact %s day %s: %w", tierNames[tier], dayString(day), err))
+// The default batch of a tier day: a pass holds one batch of a day's
+// encoded windows, not the whole day (docs/downsampling.md, "Compactor").
+const (
+	batchSeries = 1000
+	batchBytes  = 4 << 20
+)
+
+// compactDay writes one tier day: it begins the day (its old content is
+// dropped and it is invisible until the end), then read calls emit with
+// the windows of each series in turn, which are encoded and written in
+// batches, and adds to p (read may too: the boundary digests); once read
+// returns nil the progress p, complete for the whole day, is committed. On
+// any error the day is aborted: it is left without progress and redone by
+// a later pass. from names the source in errors.
+func (ps *pass) compactDay(tier uint8, day int32, p *progress, from, reason string, read func(emit func(labels.Labels, []downsample.Window) error) error) {
+	start := time.Now()
+	name := tierNames[tier]
+	w, err := ps.c.db.BeginTierDay(ps.ctx, tier, day)
+	if err != nil {
+		ps.fail(tier, day, fmt.Errorf("compact %s day %s: %w", name, dayString(day), err))
 		return
 	}
-	ps.prog[tier][day] = dayProgress{p: p, raw: v}
+	dw := dayWriter{w: w, maxSeries: ps.c.batchSeries, maxBytes: ps.c.batchBytes}
+	err = read(func(lset labels.Labels, ws []downsample.Window) error {
+		ts, n, err := tierSeries(lset, ws)
+		if err != nil {
+			return fmt.Errorf("series %s: %w", lset, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		p.windows += uint64(n)
+		return dw.add(ts)
+	})
+	if err != nil && dw.err == nil {
+		err = fmt.Errorf("read %s: %w", from, err)
+	}
+	if err == nil {
+		err = dw.flush()
+	}
+	var v []byte
+	if err == nil {
+		p.series = uint64(dw.series)
+		v = p.encode()
+		err = w.Commit(v)
+	}
+	if err != nil {
+		w.Abort() // nothing to do after a failed Commit
+		ps.fail(tier, day, fmt.Errorf("compact %s day %s: %w", name, dayString(day), err))
+		return
+	}
+	ps.prog[tier][day] = dayProgress{p: *p, raw: v}
 	st := &ps.stats
 	st.Compacted[tier] = append(st.Compacted[tier], day)
-	st.Series[tier] += len(series)
+	st.Series[tier] += dw.series
 	st.Windows[tier] += int(p.windows)
-	st.Bytes[tier] += bytes
-	name := tierNames[tier]
+	st.Bytes[tier] += dw.bytes
 	ps.c.metrics.daysCompacted.WithLabelValues(name).Inc()
-	ps.c.metrics.series.WithLabelValues(name).Add(float64(len(series)))
+	ps.c.metrics.series.WithLabelValues(name).Add(float64(dw.series))
 	ps.c.metrics.windows.WithLabelValues(name).Add(float64(p.windows))
-	ps.c.metrics.bytes.WithLabelValues(name).Add(float64(bytes))
+	ps.c.metrics.bytes.WithLabelValues(name).Add(float64(dw.bytes))
 	ps.c.logger.Info("compacted day", "tier", name, "day", dayString(day), "reason", reason,
-		"series", len(series), "windows", p.windows, "bytes", bytes, "took", time.Since(start).Round(time.Millisecond))
+		"series", dw.series, "windows", p.windows, "bytes", dw.bytes, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// dayWriter batches a tier day's series into TierDayWriter.Add and counts
+// what it wrote.
+type dayWriter struct {
+	w                   *storage.TierDayWriter
+	maxSeries, maxBytes int // of a batch
+	batch               []storage.TierSeries
+	batchBytes          int
+	series              int   // series added
+	bytes               int   // chunk bytes added
+	err                 error // the first error of Add
+}
+
+func (dw *dayWriter) add(ts storage.TierSeries) error {
+	n := 0
+	for _, c := range ts.Chunks {
+		n += len(c.Data)
+	}
+	dw.batch = append(dw.batch, ts)
+	dw.batchBytes += n
+	dw.series++
+	dw.bytes += n
+	if len(dw.batch) >= dw.maxSeries || dw.batchBytes >= dw.maxBytes {
+		return dw.flush()
+	}
+	return nil
+}
+
+// flush writes the batch; Add keeps nothing of it, so neither does dw.
+func (dw *dayWriter) flush() error {
+	if len(dw.batch) == 0 || dw.err != nil {
+		return dw.err
+	}
+	dw.err = dw.w.Add(dw.batch)
+	clear(dw.batch)
+	dw.batch, dw.batchBytes = dw.batch[:0], 0
+	return dw.err
 }
 
 // fail records a failed compaction; the day's progress is read again, as a
-// failed WriteTierDay may have removed it.
+// failed write may have removed it.
 func (ps *pass) fail(tier uint8, day int32, err error) {
 	if ps.ctx.Err() != nil {
 		return // the pass is stopping; not a failure of the day

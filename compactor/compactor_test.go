@@ -13,6 +13,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"slices"
 	"strconv"
 	"sync"
@@ -587,6 +589,60 @@ func TestCompactIdempotent(t *testing.T) {
 	}
 }
 
+// TestCompactBatches: a pass writing each tier day in batches of a few
+// series and a few KB stores exactly what a pass writing each day in one
+// batch stores, with the same progress and stats.
+func TestCompactBatches(t *testing.T) {
+	f := crashFixture
+	now := f.compactedAt()
+	pass := func(batchSeries, batchBytes int) (Stats, [3]tierContent) {
+		db := openDB(t, f.copy(t))
+		defer db.Close()
+		c := newCompactor(t, longRetention(), db)
+		c.batchSeries, c.batchBytes = batchSeries, batchBytes
+		st := runOnce(t, c, now)
+		return st, readAllTiers(t, db)
+	}
+	wantSt, want := pass(batchSeries, batchBytes)
+	for _, tc := range []struct {
+		name                    string
+		batchSeries, batchBytes int
+	}{
+		{name: "7 series", batchSeries: 7, batchBytes: batchBytes},
+		{name: "2 KB", batchSeries: batchSeries, batchBytes: 2 << 10},
+		{name: "1 series", batchSeries: 1, batchBytes: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, got := pass(tc.batchSeries, tc.batchBytes)
+			if fmt.Sprint(st) != fmt.Sprint(wantSt) {
+				t.Fatalf("stats %+v, want %+v", st, wantSt)
+			}
+			if n := len(st.Compacted[1]); st.Series[1] < 2*tc.batchSeries*n && st.Bytes[1] < 2*tc.batchBytes*n {
+				t.Fatalf("%d series and %d bytes in %d days: too few for two batches a day", st.Series[1], st.Bytes[1], n)
+			}
+			for _, tier := range []uint8{storage.TierMinute, storage.TierHour} {
+				g, w := got[tier], want[tier]
+				if !slices.Equal(g.days, w.days) || len(w.days) < 4 {
+					t.Fatalf("tier %d days %v, want %v", tier, g.days, w.days)
+				}
+				for _, d := range w.days {
+					if !bytes.Equal(g.progress[d], w.progress[d]) {
+						t.Errorf("tier %d day %s: progress %x, want %x", tier, dayString(d), g.progress[d], w.progress[d])
+					}
+					if len(g.windows[d]) != len(w.windows[d]) {
+						t.Errorf("tier %d day %s: %d series, want %d", tier, dayString(d), len(g.windows[d]), len(w.windows[d]))
+					}
+					for k, ws := range w.windows[d] {
+						if !slices.EqualFunc(g.windows[d][k], ws, sameWindow) {
+							t.Errorf("tier %d day %s %s: windows differ", tier, dayString(d), k)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 func equalProgress(a, b map[string][]byte) bool {
 	if len(a) != len(b) {
 		return false
@@ -811,4 +867,91 @@ func sameWindow(a, b downsample.Window) bool {
 	return a.End == b.End && a.FirstT == b.FirstT && a.LastT == b.LastT &&
 		sameFloat(a.Count, b.Count) && sameFloat(a.Sum, b.Sum) && sameFloat(a.Min, b.Min) && sameFloat(a.Max, b.Max) &&
 		sameFloat(a.FirstV, b.FirstV) && sameFloat(a.LastV, b.LastV) && sameFloat(a.Inc, b.Inc)
+}
+
+// BenchmarkPassMemory measures the heap of one pass over one day of series
+// scraped every 30 s, the case of docs/downsampling.md "Open problems" 7:
+//
+//	go test -run '^$' -bench PassMemory -benchtime 1x ./compactor/
+//
+// It reports, above the heap before the pass (after a GC), the peak live
+// heap (as marked by the GC cycles during the pass) and the peak HeapInuse
+// (live and garbage), both sampled every 2 ms, and the bytes allocated.
+func BenchmarkPassMemory(b *testing.B) {
+	const n = 2000
+	day := day0 + 10
+	src := b.TempDir()
+	db := openDB(b, src)
+	ctx := context.Background()
+	for i := 0; i < n; i += 50 {
+		var batch []model.Series
+		for j := i; j < min(i+50, n); j++ {
+			r := rand.New(rand.NewPCG(uint64(j), 7))
+			name := "dense_gauge"
+			if j%2 == 0 {
+				name = "dense_requests_total"
+			}
+			s := model.Series{Labels: labels.FromStrings("__name__", name, "job", "dense", "i", strconv.Itoa(j))}
+			v := 0.0
+			for t := dayStart(day); t < dayStart(day+1); t += 30_000 {
+				v += float64(r.IntN(100))
+				s.Samples = append(s.Samples, model.Sample{T: t, V: v})
+			}
+			batch = append(batch, s)
+		}
+		if _, err := db.Backfill(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		if err := copyDir(src, dir); err != nil {
+			b.Fatal(err)
+		}
+		db := openDB(b, dir)
+		c := newCompactor(b, longRetention(), db)
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		peak, peakLive := before.HeapInuse, uint64(0)
+		live := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			var ms runtime.MemStats
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					runtime.ReadMemStats(&ms)
+					rtmetrics.Read(live)
+					peak, peakLive = max(peak, ms.HeapInuse), max(peakLive, live[0].Value.Uint64())
+				}
+			}
+		}()
+		b.StartTimer()
+		st := runOnce(b, c, dayStart(day+1)+3*hour)
+		b.StopTimer()
+		close(stop)
+		<-done
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(peak-before.HeapInuse)/1e6, "peak-inuse-MB")
+		b.ReportMetric((float64(peakLive)-float64(before.HeapAlloc))/1e6, "peak-live-MB")
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/1e6, "alloc-MB")
+		b.ReportMetric(float64(st.Windows[storage.TierMinute]), "1m-windows")
+		b.ReportMetric(float64(st.Bytes[storage.TierMinute])/1e6, "1m-MB")
+		b.StartTimer()
+	}
 }

@@ -51,6 +51,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		exit(3, "new:", err)
 	}
+	c.batchSeries = 10 // so that kills also land between the batches of a day
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	out := bufio.NewWriter(os.Stdout)

@@ -31,7 +31,7 @@ const (
 )
 
 // Tier numbers: raw samples, and the compactor's 1 m and 1 h aggregates
-// (docs/downsampling.md), which it writes with DB.WriteTierDay.
+// (docs/downsampling.md), which it writes with DB.BeginTierDay.
 const (
 	TierRaw    byte = 0
 	TierMinute byte = 1

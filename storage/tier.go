@@ -16,11 +16,12 @@ import (
 )
 
 // The downsampled tiers (docs/downsampling.md). The compactor writes one
-// day of one tier at a time with WriteTierDay and reads tiers back with
-// TierSelect. A tier day exists for readers only while its progress key
-// does: WriteTierDay removes the key first and writes it last, so a crash
-// leaves a day either complete or without progress, and days without
-// progress are never read.
+// day of one tier at a time with a TierDayWriter (BeginTierDay, Add in
+// batches, Commit; WriteTierDay does the three at once) and reads tiers
+// back with TierSelect. A tier day exists for readers only while its
+// progress key does: BeginTierDay removes the key first and Commit writes
+// it last, so a crash leaves a day either complete or without progress,
+// and days without progress are never read.
 
 var (
 	// ErrTierDayChanged is returned by TierSeriesSet.Err when a tier day it
@@ -29,6 +30,8 @@ var (
 	// ErrDayInHead refuses to drop a raw day whose samples are still in
 	// memory (the day is too recent, or the head is stalled).
 	ErrDayInHead = errors.New("the head still holds samples of the day")
+	// errTierWriterDone is returned by Add and Commit after Commit or Abort.
+	errTierWriterDone = errors.New("tier day writer already committed or aborted")
 )
 
 // TierChunk is one stored chunk of a tier: Encoding says how to decode
@@ -58,7 +61,7 @@ func dayOfPart(p uint32) int32   { return int32(p ^ (1 << 31)) }
 
 // tierState is the DB's bookkeeping for tier days.
 type tierState struct {
-	mu     sync.Mutex // one tier write or drop at a time (DropPrefix needs it); protects closed
+	mu     sync.Mutex // one tier write (BeginTierDay to Commit or Abort) or drop at a time (DropPrefix needs it); protects closed
 	closed bool
 
 	// gen moves for a tier day after its progress key is removed and
@@ -68,9 +71,9 @@ type tierState struct {
 	genMu sync.Mutex // protects gen
 	gen   map[tierDay]uint64
 
-	// testStopBeforeProgress, set by tests, makes WriteTierDay return
-	// after writing chunks and postings, before the progress key, as a
-	// crash there would.
+	// testStopBeforeProgress, set by tests, makes TierDayWriter.Commit
+	// (and so WriteTierDay) return before the progress key, releasing the
+	// lock but leaving the chunks and postings, as a crash there would.
 	testStopBeforeProgress bool
 }
 
@@ -144,71 +147,205 @@ func checkTier(tier uint8) error {
 // gets the ref the DB has for them, or a new one. Series without chunks
 // are left out; series with equal labels are one series.
 //
-// In order: the day's progress key is removed (synced), its chunks,
-// postings and progress are dropped with DropPrefix, the chunks (new seq
-// numbers) and postings are written, then the progress key, then Badger
-// is synced. A crash at any point leaves the day either without progress
-// key (and TierSelect skips it) or complete. On an error the day has no
-// progress key; its partial content is dropped again on a best-effort
-// basis, and in any case by the next WriteTierDay or DropDay of the day.
+// It is BeginTierDay, one Add and Commit, with the input checked before the
+// old content is dropped: an invalid series leaves the day as it was. A
+// crash at any point leaves the day either without progress key (and
+// TierSelect skips it) or complete. On an error the day has no progress
+// key; its partial content is dropped again on a best-effort basis, and in
+// any case by the next write or drop of the day.
 //
 // Tier writes and drops run one at a time; they are safe concurrently with
-// everything else. Flushes, Backfill and DeleteSeries wait while the old
-// content is dropped and new refs are created, not while chunks are
-// written. series and progress are not modified and may be reused once it
-// returns.
+// everything else. series and progress are not modified and may be reused
+// once it returns. A whole day of series is in memory at once: the
+// compactor streams with BeginTierDay instead.
 func (db *DB) WriteTierDay(ctx context.Context, tier uint8, day int32, series []TierSeries, progress []byte) error {
 	if err := checkTier(tier); err != nil {
 		return err
 	}
+	if _, err := checkTierSeries(day, series); err != nil {
+		return fmt.Errorf("write tier %d day %d: %w", tier, day, err)
+	}
+	w, err := db.BeginTierDay(ctx, tier, day)
+	if err != nil {
+		return err
+	}
+	if err := w.Add(series); err != nil {
+		w.Abort()
+		return err
+	}
+	return w.Commit(progress)
+}
+
+// TierDayWriter replaces one day of a downsampled tier in batches, so that
+// the caller never holds the whole day: BeginTierDay, Add as often as
+// needed, then Commit with the day's progress, or Abort. The day is
+// invisible to TierSelect, TierDays and TierProgress from BeginTierDay
+// until Commit returns nil, and a crash at any point leaves it either
+// without progress key (to be redone) or complete.
+//
+// The DB's tier lock is held from BeginTierDay until Commit or Abort
+// returns: other tier writes, DropDay and Close wait meanwhile, so finish
+// or abort promptly and always call one of them (Abort in a defer is
+// fine: it does nothing after Commit). A writer is not safe for
+// concurrent use; it is safe concurrently with everything else on the DB,
+// TierSelect included (of any tier: it does not take the tier lock).
+// Flushes, Backfill and DeleteSeries wait while BeginTierDay drops the old
+// content and while Add creates refs, not while it writes chunks.
+type TierDayWriter struct {
+	db   *DB
+	ctx  context.Context
+	tier byte
+	day  int32
+	part uint32
+	err  error // the first error of Add: the writer can then only abort
+	done bool  // Commit or Abort ran: the tier lock is released
+}
+
+// BeginTierDay starts replacing one day of a downsampled tier (TierMinute
+// or TierHour): it takes the tier lock, removes the day's progress key
+// (synced) and drops the day's chunks and postings, as WriteTierDay does
+// first. It blocks while another tier write or drop runs. ctx is the
+// write's: Add and Commit fail once it is done (like database/sql's
+// BeginTx). The caller must end the writer with Commit or Abort; see
+// TierDayWriter for the lock this holds.
+func (db *DB) BeginTierDay(ctx context.Context, tier uint8, day int32) (*TierDayWriter, error) {
+	if err := checkTier(tier); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := db.lockTiers(); err != nil {
+		return nil, err
+	}
+	part := partOfDay(day)
+	if err := db.clearTierDay(tier, part); err != nil {
+		db.tiers.mu.Unlock()
+		return nil, fmt.Errorf("write tier %d day %d: drop the old content: %w", tier, day, err)
+	}
+	return &TierDayWriter{db: db, ctx: ctx, tier: tier, day: day, part: part}, nil
+}
+
+// Add writes one batch of the day's series: chunks must lie within the day,
+// end included ([DayStart(day), DayStart(day+1)]), labels must not be
+// empty. A series is known by its labels: it gets the ref the DB has for
+// them, or a new one. Series without chunks are left out. Series may come
+// in any order across batches, and series with equal labels are one
+// series, within a batch and across batches (a series written by an
+// earlier Add has its labels ↔ ref keys in Badger, so a later one finds
+// the same ref): their chunks are all kept, as one WriteTierDay of the
+// batches put together would keep them.
+//
+// The batch is checked before anything of it is written. After an error
+// (an invalid series, a done ctx, a failed write) the writer is spent:
+// Add returns that error again, Commit returns it after aborting; call
+// Abort. series and the chunk bytes are not modified and not retained once
+// Add returns: the caller may reuse or drop them.
+func (w *TierDayWriter) Add(series []TierSeries) error {
+	if w.done {
+		return fmt.Errorf("write tier %d day %d: %w", w.tier, w.day, errTierWriterDone)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	nChunks, err := checkTierSeries(w.day, series)
+	if err == nil {
+		err = w.ctx.Err()
+	}
+	if err == nil && nChunks > 0 {
+		err = w.write(series, nChunks)
+	}
+	if err != nil {
+		w.err = fmt.Errorf("write tier %d day %d: %w", w.tier, w.day, err)
+		return w.err
+	}
+	return nil
+}
+
+func (w *TierDayWriter) write(series []TierSeries, nChunks int) error {
+	db := w.db
+	refs, err := db.knownTierRefs(series)
+	if err != nil {
+		return err
+	}
+	seq, err := db.prepareTierDay(series, refs, nChunks)
+	if err != nil {
+		return err
+	}
+	return db.writeTierData(w.ctx, w.tier, w.part, series, refs, seq)
+}
+
+// Commit makes the day visible: it writes progress as the day's progress
+// key (TierProgress returns it), syncs Badger and releases the tier lock.
+// It fails, after aborting, if an Add failed or ctx is done. On any error
+// the day has no progress key and the lock is released; the partial
+// content is dropped on a best-effort basis, and in any case by the next
+// write or drop of the day. progress is not retained.
+func (w *TierDayWriter) Commit(progress []byte) error {
+	if w.done {
+		return fmt.Errorf("write tier %d day %d: %w", w.tier, w.day, errTierWriterDone)
+	}
+	db := w.db
+	if w.err == nil && w.ctx.Err() == nil && db.tiers.testStopBeforeProgress {
+		w.release()
+		return errTestStop // as a crash here would: the chunks stay
+	}
+	err := w.err
+	if err == nil {
+		err = w.ctx.Err()
+		if err == nil {
+			err = db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(progressKey(w.tier, w.part), progress) })
+		}
+		if err == nil {
+			err = db.bdb.Sync()
+		}
+		if err != nil {
+			err = fmt.Errorf("write tier %d day %d: %w", w.tier, w.day, err)
+		}
+	}
+	if err != nil {
+		w.Abort()
+		return err
+	}
+	w.release()
+	return nil
+}
+
+// Abort drops what the writer wrote (best effort: otherwise the next write
+// or drop of the day does it; the day has no progress key either way) and
+// releases the tier lock. It does nothing after Commit or a first Abort.
+func (w *TierDayWriter) Abort() {
+	if w.done {
+		return
+	}
+	if err := w.db.clearTierDay(w.tier, w.part); err != nil {
+		w.db.logger.Warn("dropping a partly written tier day failed; the next write or drop of the day does it", "tier", w.tier, "day", w.day, "err", err)
+	}
+	w.release()
+}
+
+func (w *TierDayWriter) release() {
+	w.done = true
+	w.db.tiers.mu.Unlock()
+}
+
+// checkTierSeries checks that series have labels and chunks within day, and
+// counts the chunks.
+func checkTierSeries(day int32, series []TierSeries) (int, error) {
 	lo, hi := DayStart(day), DayStart(day)+PartitionDuration
 	nChunks := 0
 	for _, s := range series {
 		if s.Labels.IsEmpty() {
-			return fmt.Errorf("write tier %d day %d: a series without labels", tier, day)
+			return 0, errors.New("a series without labels")
 		}
 		for _, c := range s.Chunks {
 			if c.Mint > c.Maxt || c.Mint < lo || c.Maxt > hi {
-				return fmt.Errorf("write tier %d day %d: chunk [%d, %d] of %s is not within the day [%d, %d]", tier, day, c.Mint, c.Maxt, s.Labels, lo, hi)
+				return 0, fmt.Errorf("chunk [%d, %d] of %s is not within the day [%d, %d]", c.Mint, c.Maxt, s.Labels, lo, hi)
 			}
 		}
 		nChunks += len(s.Chunks)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := db.lockTiers(); err != nil {
-		return err
-	}
-	defer db.tiers.mu.Unlock()
-	part := partOfDay(day)
-	refs, err := db.knownTierRefs(series)
-	if err != nil {
-		return fmt.Errorf("write tier %d day %d: %w", tier, day, err)
-	}
-	if err := db.clearTierDay(tier, part); err != nil {
-		return fmt.Errorf("write tier %d day %d: drop the old content: %w", tier, day, err)
-	}
-	seq, err := db.prepareTierDay(series, refs, nChunks)
-	if err == nil {
-		err = db.writeTierData(ctx, tier, part, series, refs, seq)
-	}
-	if err == nil && db.tiers.testStopBeforeProgress {
-		return errTestStop
-	}
-	if err == nil {
-		err = db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(progressKey(tier, part), progress) })
-	}
-	if err == nil {
-		err = db.bdb.Sync()
-	}
-	if err != nil {
-		if cerr := db.clearTierDay(tier, part); cerr != nil {
-			db.logger.Warn("dropping a partly written tier day failed; the next write or drop of the day does it", "tier", tier, "day", day, "err", cerr)
-		}
-		return fmt.Errorf("write tier %d day %d: %w", tier, day, err)
-	}
-	return nil
+	return nChunks, nil
 }
 
 // knownTierRefs returns the refs of the series (with chunks) whose labels
@@ -407,8 +544,9 @@ func (db *DB) hasKeys(prefixes ...[]byte) (bool, error) {
 	return found, err
 }
 
-// TierProgress returns the progress recorded by the last complete
-// WriteTierDay of a tier day, and whether there is one.
+// TierProgress returns the progress recorded by the last committed write
+// of a tier day (TierDayWriter.Commit, WriteTierDay), and whether there is
+// one.
 func (db *DB) TierProgress(tier uint8, day int32) ([]byte, bool, error) {
 	if err := checkTier(tier); err != nil {
 		return nil, false, err
@@ -468,7 +606,7 @@ func (db *DB) TierDays(tier uint8) ([]int32, error) {
 }
 
 // DropDay removes one day of a tier with DropPrefix: chunks, postings and
-// progress (progress first, see WriteTierDay). For TierRaw it drops the raw
+// progress (progress first, see clearTierDay). For TierRaw it drops the raw
 // chunks and postings of the day, and refuses (ErrDayInHead) while the
 // head holds samples of it. Samples appended or backfilled into the day
 // after it returns are kept as new data. DropPrefix rewrites the tables

@@ -690,9 +690,12 @@ func TestTierCrashChild(t *testing.T) {
 	}()
 	for it := start; ; it++ {
 		tier, day, drop := tierCrashOp(it)
-		if drop {
+		switch {
+		case drop:
 			err = db.DropDay(ctx, tier, day)
-		} else {
+		case it%3 == 1: // streamed, a kill may land between batches
+			err = writeTierBatches(ctx, db, tier, day, tierCrashContent(tier, day, it), 7, []byte(strconv.Itoa(it)))
+		default:
 			err = db.WriteTierDay(ctx, tier, day, tierCrashContent(tier, day, it), []byte(strconv.Itoa(it)))
 		}
 		if err != nil {
@@ -703,7 +706,23 @@ func TestTierCrashChild(t *testing.T) {
 	}
 }
 
-// TestTierCrashKill9 kills a process writing and dropping tier days with
+// writeTierBatches writes a day with a TierDayWriter, size series per Add.
+func writeTierBatches(ctx context.Context, db *DB, tier uint8, day int32, series []TierSeries, size int, progress []byte) error {
+	w, err := db.BeginTierDay(ctx, tier, day)
+	if err != nil {
+		return err
+	}
+	defer w.Abort()
+	for i := 0; i < len(series); i += size {
+		if err := w.Add(series[i:min(i+size, len(series))]); err != nil {
+			return err
+		}
+	}
+	return w.Commit(progress)
+}
+
+// TestTierCrashKill9 kills a process writing (with WriteTierDay or, every
+// third operation, a TierDayWriter in batches) and dropping tier days with
 // SIGKILL at random points, restarts, and checks that every tier day with
 // a progress key is exactly what the last acknowledged operation on it
 // wrote, or the one in flight.
