@@ -95,6 +95,28 @@ type DB struct {
 	closeErr  error
 }
 
+// removeEmptyMemtables deletes the empty memtable files in dir. A crash
+// between Badger's creation of a memtable file and its first write leaves
+// one, and badger.Open then fails with "Create a new file"
+// (dgraph-io/badger#2207). An empty file holds no data.
+func removeEmptyMemtables(dir string, logger *slog.Logger) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Size() != 0 {
+			continue
+		}
+		logger.Warn("removing an empty memtable file left by a crash", "file", f)
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("remove the empty memtable file %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
 // Open opens or creates the DB in cfg.Dir, loads recent chunks into memory
 // and replays the WAL. It returns once the DB is ready for writes.
 func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, error) {
@@ -115,6 +137,9 @@ func Open(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*DB, erro
 		WithMemTableSize(cfg.BadgerMemTableSize).
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true)
+	if err := removeEmptyMemtables(badgerDir, logger); err != nil {
+		return nil, err
+	}
 	bdb, err := badger.Open(bopts)
 	if err != nil {
 		return nil, fmt.Errorf("open badger in %s: %w", badgerDir, err)
