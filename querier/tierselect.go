@@ -2,6 +2,7 @@ package querier
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/prometheus/prometheus/model/histogram"
@@ -68,8 +69,13 @@ func windowsOf(s storage.ChunkSeries) ([]downsample.Window, error) {
 	case *windowSeries:
 		return s.windows, nil
 	case *wireSeries:
+		n := 0 // windows, from the chunks' headers: one allocation
+		for _, c := range s.chunks {
+			k, _ := binary.Uvarint(c.Data)
+			n += int(min(k, downsample.MaxChunkWindows))
+		}
 		var (
-			out []downsample.Window
+			out = make([]downsample.Window, 0, n)
 			dec downsample.Decoder
 			err error
 		)

@@ -54,7 +54,7 @@ func TestBenchDownsample(t *testing.T) {
 	}
 	long := compactor.DefaultConfig()
 	long.RetentionRaw, long.RetentionMinute, long.RetentionHour = 400*24*time.Hour, 400*24*time.Hour, 400*24*time.Hour
-	st := newTierStack(t, dir, long)
+	st := newTierStack(t, dir, long, false)
 	ctx := context.Background()
 
 	start := time.Now()
@@ -91,7 +91,7 @@ func TestBenchDownsample(t *testing.T) {
 	wrote := time.Since(start)
 	st.cleanup()
 	rawBytes := dirBytes(t, dir)
-	st = newTierStack(t, dir, long)
+	st = newTierStack(t, dir, long, false)
 	fmt.Fprintf(os.Stderr, "bench-downsample: compacting %d days\n", days)
 	start = time.Now()
 	stats, err := st.comp.RunOnce(ctx, time.UnixMilli(to+3*3_600_000))
@@ -101,7 +101,7 @@ func TestBenchDownsample(t *testing.T) {
 	compacted := time.Since(start)
 	st.cleanup()
 	allBytes := dirBytes(t, dir)
-	st = newTierStack(t, dir, long)
+	st = newTierStack(t, dir, long, false)
 	defer st.cleanup()
 
 	const q = `sum(rate(bench_requests_total[1h]))`

@@ -38,13 +38,17 @@ type tierStack struct {
 	cleanup func()
 }
 
-func newTierStack(t *testing.T, dir string, ccfg compactor.Config) *tierStack {
+// newTierStack opens the stack over dir; small shrinks Badger's cache and
+// memtables for tests (benchmarks use the defaults).
+func newTierStack(t *testing.T, dir string, ccfg compactor.Config, small bool) *tierStack {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	scfg := storage.DefaultConfig()
 	scfg.Dir = dir
 	scfg.FlushInterval = time.Hour
-	scfg.BadgerCacheSize, scfg.BadgerMemTableSize = 16<<20, 16<<20
+	if small {
+		scfg.BadgerCacheSize, scfg.BadgerMemTableSize = 16<<20, 16<<20
+	}
 	db, err := storage.Open(scfg, logger, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +208,7 @@ func TestTiersEqualRaw(t *testing.T) {
 	dir := t.TempDir()
 	long := compactor.DefaultConfig()
 	long.RetentionRaw, long.RetentionMinute, long.RetentionHour = 400*24*time.Hour, 400*24*time.Hour, 400*24*time.Hour
-	st := newTierStack(t, dir, long)
+	st := newTierStack(t, dir, long, true)
 	ctx := context.Background()
 	start := time.Now()
 	data := tierData(series, from, to)
@@ -319,7 +323,7 @@ func TestTiersEqualRaw(t *testing.T) {
 	st.cleanup()
 	before := dirBytes(t, dir)
 	short := compactor.DefaultConfig()
-	st = newTierStack(t, dir, short)
+	st = newTierStack(t, dir, short, true)
 	stats, err = st.comp.RunOnce(ctx, time.UnixMilli(to+8*24*3_600_000))
 	if err != nil {
 		t.Fatal(err)
@@ -334,7 +338,7 @@ func TestTiersEqualRaw(t *testing.T) {
 	if len(stats.Dropped[0]) < days-8 || after >= before {
 		t.Fatalf("retention dropped %d raw days (want ≥ %d) and the data dir went %d -> %d bytes", len(stats.Dropped[0]), days-8, before, after)
 	}
-	st = newTierStack(t, dir, short)
+	st = newTierStack(t, dir, short, true)
 	defer st.cleanup()
 	for _, c := range checks {
 		compare(t, querier.ResolutionHour, c, raws[c.q])
