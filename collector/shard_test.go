@@ -126,7 +126,10 @@ func newShardOracle(collectors []string, targets []TargetLoad, eps float64) shar
 		return o
 	}
 	o.mean = float64(o.rest) / float64(o.shared)
-	o.cap = (1 + eps) * o.mean
+	// The same float expression as the loop above and capOf: (1+eps) × mean
+	// rounds differently (52 × (30785/52) = 30784.999…), and a cap one
+	// below the heaviest target's weight would call it over the cap.
+	o.cap = (1 + eps) * float64(o.rest) / float64(o.shared)
 	o.capInt = o.rest
 	if o.cap < float64(o.rest) {
 		o.capInt = int64(o.cap)
