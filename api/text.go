@@ -80,6 +80,11 @@ func ParseText(body []byte, contentType string, defaultTimeMs int64, extra label
 			t := defaultTimeMs
 			if ts != nil {
 				t = *ts
+				// OpenMetrics timestamps are float seconds, converted
+				// without a range check (1E20 comes out as -2^63).
+				if t < minTime.UnixMilli() || t > maxTime.UnixMilli() {
+					return nil, model.BadData(format, fmt.Errorf("line %d: %s: timestamp out of range (%s to %s)", lineOf(body, lastOff), series, minTimeFormatted, maxTimeFormatted))
+				}
 			}
 			if lb != nil {
 				lb.Reset(lset)

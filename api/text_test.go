@@ -100,6 +100,8 @@ func TestParseText(t *testing.T) {
 		{name: "error on first line", body: "1abc 1\n", wantErr: "line 1:"},
 		{name: "missing value", body: "ok 1\nm{a=\"b\"}\n", wantErr: "line 2:"},
 		{name: "bad value", body: "m 1x\n", wantErr: "line 1:"},
+		{name: "openmetrics timestamp beyond int64 ms", body: "a 1 1\nb 0 1E20\n# EOF\n", contentType: "application/openmetrics-text; version=1.0.0", wantErr: "openmetrics text: line 2: b: timestamp out of range"},
+		{name: "timestamp beyond the API's range", body: "a 0 9223372036854775807\n", wantErr: "line 1: a: timestamp out of range"},
 		{name: "unterminated label value", body: "m{a=\"b} 1\n", wantErr: "line 1:"},
 		{name: "bad type", body: "# TYPE m nonsense\n", wantErr: `line 1: invalid metric type "nonsense"`},
 		{name: "openmetrics without EOF", contentType: "application/openmetrics-text", body: "a 1\nb 2\n", wantErr: "openmetrics text: line 2: data does not end with # EOF"},
