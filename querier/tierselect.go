@@ -27,19 +27,41 @@ func (q *querier) selectTier(ctx context.Context, res Resolution, view string, m
 	w := res.width()
 	b := floorDiv(maxt, w) * w
 	pbms := ingesterpb.FromMatchers(ms)
+	cols := viewColumns(view)
 	var tier storage.ChunkSeriesSet = storage.EmptyChunkSeriesSet()
 	if b >= mint {
 		sets, f := q.fanSelect(ctx, &ingesterpb.SelectRequest{StartMs: mint, EndMs: b, Matchers: pbms, Tier: uint32(res)})
 		if len(sets) == 0 {
 			return emptyOutcome(f)
 		}
-		tier = storage.NewMergeChunkSeriesSet(sets, 0, mergeWindowSeries)
+		tier = storage.NewMergeChunkSeriesSet(sets, 0, func(ss ...storage.ChunkSeries) storage.ChunkSeries {
+			return mergeWindowSeries(cols, ss...)
+		})
 	}
 	var raw storage.SeriesSet = storage.EmptySeriesSet()
 	if b < maxt {
 		raw = q.selectRaw(ctx, max(b+1, mint), maxt, ms)
 	}
-	return &stitchSet{view: view, tier: tier, raw: raw}
+	return &stitchSet{view: view, cols: cols, tier: tier, raw: raw}
+}
+
+// viewColumns returns the window columns view's samples are made of
+// (viewSamples); the others are not decoded.
+func viewColumns(view string) downsample.Columns {
+	switch view {
+	case ViewCount:
+		return downsample.ColumnSet(downsample.ColumnCount)
+	case ViewSum:
+		return downsample.ColumnSet(downsample.ColumnSum)
+	case ViewMin:
+		return downsample.ColumnSet(downsample.ColumnMin)
+	case ViewMax:
+		return downsample.ColumnSet(downsample.ColumnMax)
+	case ViewCounter:
+		return downsample.ColumnSet(downsample.ColumnFirstT, downsample.ColumnFirstV, downsample.ColumnLastT, downsample.ColumnLastV, downsample.ColumnInc)
+	default: // ViewLast
+		return downsample.ColumnSet(downsample.ColumnLastT, downsample.ColumnLastV)
+	}
 }
 
 func floorDiv(a, b int64) int64 {
@@ -63,8 +85,9 @@ func (w *windowSeries) Iterator(chunks.Iterator) chunks.Iterator {
 	return storage.NewListChunkSeriesIterator()
 }
 
-// windowsOf decodes the windows of one replica's (or merged) series.
-func windowsOf(s storage.ChunkSeries) ([]downsample.Window, error) {
+// windowsOf decodes columns cols of the windows of one replica's (or
+// merged) series (End and Count always).
+func windowsOf(s storage.ChunkSeries, cols downsample.Columns) ([]downsample.Window, error) {
 	switch s := s.(type) {
 	case *windowSeries:
 		return s.windows, nil
@@ -83,7 +106,7 @@ func windowsOf(s storage.ChunkSeries) ([]downsample.Window, error) {
 			if c.Encoding != uint32(downsample.EncodingAggregate) {
 				return nil, fmt.Errorf("series %s: tier chunk of encoding %d, want %d", s.lset, c.Encoding, downsample.EncodingAggregate)
 			}
-			if out, err = dec.Append(out, c.Data); err != nil {
+			if out, err = dec.AppendColumns(out, c.Data, cols); err != nil {
 				return nil, fmt.Errorf("series %s: %w", s.lset, err)
 			}
 		}
@@ -95,10 +118,10 @@ func windowsOf(s storage.ChunkSeries) ([]downsample.Window, error) {
 // mergeWindowSeries merges the replicas of one series window by window:
 // where they disagree on a window (one missed samples that repair has not
 // restored yet), the window with more samples wins.
-func mergeWindowSeries(ss ...storage.ChunkSeries) storage.ChunkSeries {
+func mergeWindowSeries(cols downsample.Columns, ss ...storage.ChunkSeries) storage.ChunkSeries {
 	merged := &windowSeries{lset: ss[0].Labels()}
 	for _, s := range ss {
-		ws, err := windowsOf(s)
+		ws, err := windowsOf(s, cols)
 		if err != nil {
 			return &errSeries{lset: merged.lset, err: err}
 		}
@@ -146,6 +169,7 @@ func (e *errSeries) Iterator(chunks.Iterator) chunks.Iterator {
 // labels) into view samples.
 type stitchSet struct {
 	view string
+	cols downsample.Columns // decoded from the windows
 	tier storage.ChunkSeriesSet
 	raw  storage.SeriesSet
 
@@ -188,7 +212,7 @@ func (s *stitchSet) Next() bool {
 			return false
 		}
 		var err error
-		if ws, err = windowsOf(ts); err != nil {
+		if ws, err = windowsOf(ts, s.cols); err != nil {
 			s.err = err
 			return false
 		}

@@ -1,7 +1,6 @@
 package downsample
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,27 +20,48 @@ const MaxChunkWindows = 120
 // maxExactTime bounds FirstT and LastT, which the chunk stores as float64.
 const maxExactTime = 1 << 53
 
-// chunkColumns are the length-prefixed XOR chunks after the (End, Count)
-// chunk, in order.
-var chunkColumns = [...]Column{ColumnSum, ColumnMin, ColumnMax, ColumnFirstT, ColumnFirstV, ColumnLastT, ColumnLastV, ColumnInc}
+// chunkColumns are the chunk's length-prefixed XOR chunks, in order. Count
+// comes first: its times are the window ends the others are checked
+// against.
+var chunkColumns = [...]Column{ColumnCount, ColumnSum, ColumnMin, ColumnMax, ColumnFirstT, ColumnFirstV, ColumnLastT, ColumnLastV, ColumnInc}
+
+// Columns is a set of columns, one bit per Column.
+type Columns uint16
+
+// AllColumns holds every column.
+const AllColumns Columns = 1<<numColumns - 1
+
+// ColumnSet returns the set of cs.
+func ColumnSet(cs ...Column) Columns {
+	var s Columns
+	for _, c := range cs {
+		if c >= 0 && c < numColumns {
+			s |= 1 << c
+		}
+	}
+	return s
+}
+
+// Has reports whether c is in s.
+func (s Columns) Has(c Column) bool { return c >= 0 && c < numColumns && s&(1<<c) != 0 }
 
 // AppendChunk appends the aggregate chunk of ws (1 to MaxChunkWindows
 // windows of one series, End strictly increasing) to dst:
 //
-//	uvarint(n) xor(End, Count) 8 × { uvarint(len) xor(End, column) }
+//	uvarint(n) 9 × { uvarint(len) xor(End, column) }
 //
-// for the columns Sum, Min, Max, FirstT, FirstV, LastT, LastV, Inc, where
+// for the columns Count, Sum, Min, Max, FirstT, FirstV, LastT, LastV, Inc
+// in this order, where
 // xor is a Prometheus XOR chunk (its 2-byte header included) and times are
 // float64 milliseconds. The encoding byte is not included. Windows that
 // cannot be real aggregates (Count not a positive integer, not
 // FirstT ≤ LastT ≤ End, a time beyond ±2⁵³) are refused, as DecodeChunk
 // refuses them.
 func AppendChunk(dst []byte, ws []Window) ([]byte, error) {
-	if err := checkWindows(ws); err != nil {
+	if err := checkWindows(ws, AllColumns); err != nil {
 		return dst, fmt.Errorf("encode aggregate chunk: %w", err)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(ws)))
-	dst = append(dst, xorColumn(ws, ColumnCount)...)
 	for _, c := range chunkColumns {
 		b := xorColumn(ws, c)
 		dst = binary.AppendUvarint(dst, uint64(len(b)))
@@ -59,7 +79,10 @@ func xorColumn(ws []Window, c Column) []byte {
 	return xc.Bytes()
 }
 
-func checkWindows(ws []Window) error {
+// checkWindows checks ws as DecodeChunk would after decoding cols (End and
+// Count are always there; the times only when both are in cols).
+func checkWindows(ws []Window, cols Columns) error {
+	times := cols.Has(ColumnFirstT) && cols.Has(ColumnLastT)
 	if len(ws) == 0 || len(ws) > MaxChunkWindows {
 		return fmt.Errorf("%d windows, want 1 to %d", len(ws), MaxChunkWindows)
 	}
@@ -69,6 +92,9 @@ func checkWindows(ws []Window) error {
 		}
 		if !(w.Count >= 1 && w.Count <= maxExactTime && w.Count == math.Trunc(w.Count)) {
 			return fmt.Errorf("window %d: count %v is not a positive integer", i, w.Count)
+		}
+		if !times {
+			continue
 		}
 		if w.FirstT < -maxExactTime || w.LastT > maxExactTime {
 			return fmt.Errorf("window %d: times %d..%d beyond ±2^53 ms", i, w.FirstT, w.LastT)
@@ -100,14 +126,22 @@ type Decoder struct {
 // windows to dst. On an error dst is returned unchanged (its spare
 // capacity may have been written).
 func (d *Decoder) Append(dst []Window, b []byte) ([]Window, error) {
-	ws, err := d.decodeChunk(dst, b)
+	return d.AppendColumns(dst, b, AllColumns)
+}
+
+// AppendColumns is Append for the columns in cols only (End and Count are
+// always decoded): the others are skipped by their length and left zero
+// in the windows, unchecked. A query that needs a few aggregates decodes
+// only those (the counter view needs six of nine).
+func (d *Decoder) AppendColumns(dst []Window, b []byte, cols Columns) ([]Window, error) {
+	ws, err := d.decodeChunk(dst, b, cols|ColumnSet(ColumnCount))
 	if err != nil {
 		return dst, fmt.Errorf("decode aggregate chunk: %w", err)
 	}
 	return ws, nil
 }
 
-func (d *Decoder) decodeChunk(dst []Window, b []byte) ([]Window, error) {
+func (d *Decoder) decodeChunk(dst []Window, b []byte, cols Columns) ([]Window, error) {
 	base := len(dst)
 	n, k := binary.Uvarint(b)
 	if k <= 0 {
@@ -121,25 +155,6 @@ func (d *Decoder) decodeChunk(dst []Window, b []byte) ([]Window, error) {
 	ws := dst[base:]
 	clear(ws)
 
-	// The (End, Count) chunk has no length: decode it from all that is
-	// left, then find its end by encoding it again. That also requires it
-	// to be canonical, so that a chunk has a single encoding.
-	ends, counts, err := d.decodeXOR(b, len(ws))
-	if err != nil {
-		return dst[:base], fmt.Errorf("column count: %w", err)
-	}
-	for i := range ws {
-		if i > 0 && ends[i] <= ends[i-1] {
-			return dst[:base], fmt.Errorf("window %d: end %d not after the previous end %d", i, ends[i], ends[i-1])
-		}
-		ws[i].End, ws[i].Count = ends[i], counts[i]
-	}
-	canon := xorColumn(ws, ColumnCount)
-	if !bytes.HasPrefix(b, canon) {
-		return dst[:base], errors.New("column count: not canonically encoded")
-	}
-	b = b[len(canon):]
-
 	for _, c := range chunkColumns {
 		l, k := binary.Uvarint(b)
 		if k <= 0 {
@@ -148,11 +163,23 @@ func (d *Decoder) decodeChunk(dst []Window, b []byte) ([]Window, error) {
 		if l > uint64(len(b)-k) {
 			return dst[:base], fmt.Errorf("column %s: length %d beyond the %d bytes left", c, l, len(b)-k)
 		}
-		ts, vs, err := d.decodeXOR(b[k:k+int(l)], len(ws))
+		col := b[k : k+int(l)]
+		b = b[k+int(l):]
+		if !cols.Has(c) {
+			continue
+		}
+		ts, vs, err := d.decodeXOR(col, len(ws))
 		if err != nil {
 			return dst[:base], fmt.Errorf("column %s: %w", c, err)
 		}
-		b = b[k+int(l):]
+		if c == ColumnCount { // the first: it sets the window ends
+			for i := range ws {
+				if i > 0 && ts[i] <= ts[i-1] {
+					return dst[:base], fmt.Errorf("window %d: end %d not after the previous end %d", i, ts[i], ts[i-1])
+				}
+				ws[i].End = ts[i]
+			}
+		}
 		for i := range ws {
 			if ts[i] != ws[i].End {
 				return dst[:base], fmt.Errorf("column %s: window %d at time %d, want %d", c, i, ts[i], ws[i].End)
@@ -165,7 +192,7 @@ func (d *Decoder) decodeChunk(dst []Window, b []byte) ([]Window, error) {
 	if len(b) > 0 {
 		return dst[:base], fmt.Errorf("%d trailing bytes", len(b))
 	}
-	if err := checkWindows(ws); err != nil {
+	if err := checkWindows(ws, cols); err != nil {
 		return dst[:base], err
 	}
 	return dst, nil

@@ -60,13 +60,45 @@ func TestChunkRoundTrip(t *testing.T) {
 		}
 		cases = append(cases, ws)
 	}
+	var dec Decoder
 	for i, ws := range cases {
-		got, err := DecodeChunk(mustChunk(t, ws))
+		b := mustChunk(t, ws)
+		got, err := DecodeChunk(b)
 		if err != nil {
 			t.Fatalf("case %d: %v", i, err)
 		}
 		requireWindows(t, got, ws)
+		for _, cols := range testColumnSets {
+			got, err := dec.AppendColumns(nil, b, cols)
+			if err != nil {
+				t.Fatalf("case %d, columns %b: %v", i, cols, err)
+			}
+			requireWindows(t, got, onlyColumns(ws, cols))
+		}
 	}
+}
+
+// testColumnSets are the column sets the querier's views decode, and a few
+// others.
+var testColumnSets = []Columns{
+	0, ColumnSet(ColumnSum), ColumnSet(ColumnMin), ColumnSet(ColumnMax),
+	ColumnSet(ColumnFirstT, ColumnFirstV, ColumnLastT, ColumnLastV, ColumnInc),
+	ColumnSet(ColumnLastT, ColumnLastV), ColumnSet(ColumnFirstT), AllColumns,
+}
+
+// onlyColumns returns ws with the columns not in cols (besides End and
+// Count) zeroed, as Decoder.AppendColumns leaves them.
+func onlyColumns(ws []Window, cols Columns) []Window {
+	out := make([]Window, len(ws))
+	for i, w := range ws {
+		out[i] = Window{End: w.End, Count: w.Count}
+		for c := range numColumns {
+			if cols.Has(c) {
+				_ = out[i].set(c, w.value(c))
+			}
+		}
+	}
+	return out
 }
 
 // TestChunkSize logs bytes per window of full chunks of a regular 30 s
@@ -161,11 +193,13 @@ func xorBytes(ts []int64, vs []float64) []byte {
 	return xc.Bytes()
 }
 
-// assemble builds a chunk from parts: n, the first chunk, then the others
-// with their length prefixes.
-func assemble(n uint64, first []byte, rest ...[]byte) []byte {
+// assemble builds a chunk from n and its columns, each with its length
+// prefix (the count column first).
+func assemble(n uint64, count []byte, rest ...[]byte) []byte {
 	b := binary.AppendUvarint(nil, n)
-	b = append(b, first...)
+	if count != nil {
+		rest = append([][]byte{count}, rest...)
+	}
 	for _, r := range rest {
 		b = binary.AppendUvarint(b, uint64(len(r)))
 		b = append(b, r...)
@@ -190,9 +224,6 @@ func TestDecodeChunkErrors(t *testing.T) {
 	if _, err := DecodeChunk(good); err != nil {
 		t.Fatalf("valid chunk: %v", err)
 	}
-	nonCanonical := append([]byte(nil), ones...)
-	nonCanonical[len(nonCanonical)-1] |= 1 // a padding bit
-
 	tests := []struct {
 		name string
 		b    []byte
@@ -202,10 +233,10 @@ func TestDecodeChunkErrors(t *testing.T) {
 		{"bad uvarint", []byte{0x80}, "truncated window count"},
 		{"zero windows", assemble(0, nil), "0 windows"},
 		{"too many windows", assemble(121, nil), "121 windows"},
-		{"no count column", assemble(2, nil), "column count: truncated chunk header"},
+		{"no count column", assemble(2, nil), "column count: truncated length"},
+		{"empty count column", assemble(2, []byte{}), "column count: truncated chunk header"},
 		{"count column of another length", assemble(2, xorBytes(ends[:1], []float64{1})), "column count: 1 samples, want 2"},
 		{"count column cut short", assemble(2, ones[:3]), "column count: after 0 samples"},
-		{"non-canonical count column", assemble(2, nonCanonical, valid()...), "not canonically encoded"},
 		{"ends not increasing", assemble(2, xorBytes([]int64{minute, minute}, []float64{1, 1})), "not after the previous end"},
 		{"missing columns", assemble(2, ones, valid()[:3]...), "column first_t: truncated length"},
 		{"length beyond input", append(assemble(2, ones, valid()[:2]...), 50, 1), "column max: length 50 beyond the 1 bytes left"},
@@ -260,6 +291,13 @@ func FuzzAggregateChunk(f *testing.F) {
 			return
 		}
 		requireWindows(t, got[1:], ws)
+		for _, cols := range testColumnSets { // a valid chunk decodes in part
+			part, err := dec.AppendColumns(nil, b, cols)
+			if err != nil {
+				t.Fatalf("columns %b: %v (all columns decode)", cols, err)
+			}
+			requireWindows(t, part, onlyColumns(ws, cols))
+		}
 		b2, err := AppendChunk(nil, ws)
 		if err != nil {
 			t.Fatalf("decoded windows do not encode: %v", err)
@@ -277,6 +315,23 @@ func BenchmarkDecodeChunk(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := DecodeChunk(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeCounterColumns decodes what the counter view needs.
+func BenchmarkDecodeCounterColumns(b *testing.B) {
+	chunk := mustChunk(b, testWindows(1, kinds[1], minute, MaxChunkWindows))
+	cols := ColumnSet(ColumnFirstT, ColumnFirstV, ColumnLastT, ColumnLastV, ColumnInc)
+	var (
+		dec Decoder
+		ws  []Window
+	)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if ws, err = dec.AppendColumns(ws[:0], chunk, cols); err != nil {
 			b.Fatal(err)
 		}
 	}
