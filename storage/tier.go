@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -742,20 +743,35 @@ type TierSeriesSet struct {
 	days       []uint32          // partitions with progress at the selection, ascending
 	gens       map[uint32]uint64 // their generations before the selection
 	list       []seriesRef
+	buf        []TierSeries // read, not returned yet
+	batch      int          // series to read next (tierBatch)
 	cur        TierSeries
 	err        error
 }
 
+// The series of a TierSeriesSet are read in batches, every day of a batch
+// with one iterator walking the batch's series in key order: where they
+// are neighbours in the day's keys (a query over most series), the walk
+// goes on with Next instead of a Seek per series and day, which cost more
+// than reading the chunks. A batch's size follows the bytes per series
+// seen so far, so that it holds about tierBatchBytes.
+const (
+	tierBatchFirst = 64
+	tierBatchMax   = 1024
+	tierBatchBytes = 8 << 20
+)
+
 // Next advances to the next series; false at the end or on an error.
 func (s *TierSeriesSet) Next() bool {
-	for s.err == nil && len(s.list) > 0 {
+	for s.err == nil && len(s.buf) == 0 && len(s.list) > 0 {
 		if err := s.ctx.Err(); err != nil {
 			s.err = err
 			return false
 		}
-		sr := s.list[0]
-		s.list = s.list[1:]
-		chks, err := s.db.tierChunksOf(s.tier, s.days, sr.ref, s.mint, s.maxt)
+		n := min(len(s.list), max(s.batch, tierBatchFirst))
+		batch := s.list[:n]
+		s.list = s.list[n:]
+		chks, size, err := s.db.tierChunksOf(s.tier, s.days, batch, s.mint, s.maxt)
 		if err == nil && !s.db.tiers.unchanged(s.tier, s.days, s.gens) {
 			err = ErrTierDayChanged
 		}
@@ -763,13 +779,20 @@ func (s *TierSeriesSet) Next() bool {
 			s.err = err
 			return false
 		}
-		if len(chks) == 0 {
-			continue
+		s.batch = int(min(tierBatchMax, tierBatchBytes*int64(n)/max(size, 1)))
+		for i, sr := range batch {
+			if len(chks[i]) > 0 {
+				s.buf = append(s.buf, TierSeries{Labels: sr.lset, Chunks: chks[i]})
+			}
 		}
-		s.cur = TierSeries{Labels: sr.lset, Chunks: chks}
-		return true
 	}
-	return false
+	if s.err != nil || len(s.buf) == 0 {
+		return false
+	}
+	s.cur = s.buf[0]
+	s.buf[0] = TierSeries{}
+	s.buf = s.buf[1:]
+	return true
 }
 
 // At returns the current series.
@@ -778,42 +801,71 @@ func (s *TierSeriesSet) At() TierSeries { return s.cur }
 // Err returns the error that stopped Next, if any.
 func (s *TierSeriesSet) Err() error { return s.err }
 
-// tierChunksOf reads the chunks of series ref overlapping [mint, maxt] in
-// the given days, sorted by min time.
-func (db *DB) tierChunksOf(tier byte, days []uint32, ref uint64, mint, maxt int64) ([]TierChunk, error) {
-	var out []TierChunk
+// tierChunksOf reads the chunks of each series of batch overlapping
+// [mint, maxt] in the given days, sorted by min time, and their bytes in
+// all.
+func (db *DB) tierChunksOf(tier byte, days []uint32, batch []seriesRef, mint, maxt int64) ([][]TierChunk, int64, error) {
+	order := make([]int, len(batch))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return batch[order[a]].ref < batch[order[b]].ref })
+	out := make([][]TierChunk, len(batch))
+	var size int64
 	err := db.bdb.View(func(txn *badger.Txn) error {
-		// One iterator over the tier's chunks, sought to each day's series
-		// prefix: opening one per day cost more than reading the chunks.
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixChunks, tier}})
 		defer it.Close()
+		// The prefixes come in increasing order (day, then ref), and the
+		// iterator only moves forward, by a Seek to an earlier prefix or
+		// by Next: so when it is past a prefix's keys, that prefix has
+		// none; when it is before them, it seeks.
+		sought := false
 		for _, part := range days {
-			prefix := chunkSeriesPrefix(tier, part, ref)
-			for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-				_, cmint, _, err := parseChunkKey(it.Item().Key())
-				if err != nil {
-					return err
+			for _, i := range order {
+				prefix := chunkSeriesPrefix(tier, part, batch[i].ref)
+				if sought {
+					if !it.Valid() {
+						break // no keys left in the tier
+					}
+					k := it.Item().Key()
+					c := bytes.Compare(k[:min(len(k), len(prefix))], prefix)
+					if c > 0 {
+						continue // no chunk of this series in this day
+					}
+					if c < 0 {
+						it.Seek(prefix)
+					}
+				} else {
+					it.Seek(prefix)
+					sought = true
 				}
-				if cmint > maxt {
-					break
-				}
-				v, err := it.Item().ValueCopy(nil)
-				if err != nil {
-					return err
-				}
-				cmaxt, enc, data, err := parseChunkValue(v)
-				if err != nil {
-					return fmt.Errorf("chunk %x: %w", it.Item().Key(), err)
-				}
-				if cmaxt >= mint {
-					out = append(out, TierChunk{Mint: cmint, Maxt: cmaxt, Encoding: enc, Data: data})
+				for ; it.ValidForPrefix(prefix); it.Next() {
+					_, cmint, _, err := parseChunkKey(it.Item().Key())
+					if err != nil {
+						return err
+					}
+					if cmint > maxt {
+						break
+					}
+					v, err := it.Item().ValueCopy(nil)
+					if err != nil {
+						return err
+					}
+					cmaxt, enc, data, err := parseChunkValue(v)
+					if err != nil {
+						return fmt.Errorf("chunk %x: %w", it.Item().Key(), err)
+					}
+					if cmaxt >= mint {
+						out[i] = append(out[i], TierChunk{Mint: cmint, Maxt: cmaxt, Encoding: enc, Data: data})
+						size += int64(len(v))
+					}
 				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read tier %d chunks of series %d: %w", tier, ref, err)
+		return nil, 0, fmt.Errorf("read tier %d chunks: %w", tier, err)
 	}
-	return out, nil
+	return out, size, nil
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -283,6 +284,51 @@ func TestTierWriteRead(t *testing.T) {
 	}
 }
 
+// TestTierSelectWalk reads random selections of many series (several
+// read batches) from days that each hold a random subset of them, over
+// random ranges that cut days and chunks: TierSelect's walk in key order
+// must find what a plain filter of the written content finds.
+func TestTierSelectWalk(t *testing.T) {
+	db := openTest(t, testConfig(t.TempDir()))
+	defer db.Close()
+	r := rand.New(rand.NewPCG(5, 5))
+	const days, series = 6, 3*tierBatchFirst + 17
+	content := map[int32][]TierSeries{}
+	for d := range int32(days) {
+		day := tierDay0 + d
+		all := genTierDay(day, uint64(d)+1, series, "walk")
+		var some []TierSeries
+		for _, s := range all {
+			if r.IntN(4) != 0 { // a quarter of the series miss the day
+				some = append(some, s)
+			}
+		}
+		content[day] = some
+		mustWriteTier(t, db, TierMinute, day, some, "w")
+	}
+	for i := range 40 {
+		mint := DayStart(tierDay0) + r.Int64N(days*PartitionDuration)
+		maxt := mint + r.Int64N(3*PartitionDuration)
+		var re string
+		switch i % 4 {
+		case 0:
+			re = ".*" // everything: neighbours in key order
+		case 1:
+			re = "1.*|2.*" // about a fifth of the series
+		case 2:
+			re = strconv.Itoa(r.IntN(series)) // one series
+		default:
+			var alts []string
+			for range 1 + r.IntN(40) {
+				alts = append(alts, strconv.Itoa(r.IntN(series)))
+			}
+			re = strings.Join(alts, "|")
+		}
+		ms := []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "__name__", "walk"), labels.MustNewMatcher(labels.MatchRegexp, "s", re)}
+		compareTier(t, fmt.Sprintf("query %d: s=~%q [%d, %d]", i, re, mint, maxt), readTier(t, db, TierMinute, mint, maxt, ms...), expectTier(content, mint, maxt, ms...))
+	}
+}
+
 // TestTierRewriteDay rewrites a day with other series and chunks: nothing
 // of the old content is left, the neighbouring day is untouched.
 func TestTierRewriteDay(t *testing.T) {
@@ -333,7 +379,7 @@ func TestTierProgressVisibility(t *testing.T) {
 	db := openTest(t, testConfig(t.TempDir()))
 	defer db.Close()
 	ctx := context.Background()
-	done := genTierDay(tierDay0, 1, 10, "vis")
+	done := genTierDay(tierDay0, 1, tierBatchFirst+10, "vis") // more than one read batch
 	mustWriteTier(t, db, TierMinute, tierDay0, done, "done")
 	db.tiers.testStopBeforeProgress = true
 	if err := db.WriteTierDay(ctx, TierMinute, tierDay0+1, genTierDay(tierDay0+1, 2, 10, "vis"), []byte("x")); !errors.Is(err, errTestStop) {
@@ -360,9 +406,21 @@ func TestTierProgressVisibility(t *testing.T) {
 	if !set.Next() {
 		t.Fatal(set.Err())
 	}
-	mustWriteTier(t, db, TierMinute, tierDay0, genTierDay(tierDay0, 3, 10, "vis"), "again")
-	if set.Next() || !errors.Is(set.Err(), ErrTierDayChanged) {
-		t.Fatalf("read across a rewrite: %v", set.Err())
+	mustWriteTier(t, db, TierMinute, tierDay0, genTierDay(tierDay0, 3, tierBatchFirst+10, "vis"), "again")
+	// The series of the batch read before the rewrite come from the old
+	// version; the next batch sees the rewrite.
+	old := map[string][]byte{}
+	for _, s := range done {
+		old[s.Labels.String()] = s.Chunks[0].Data
+	}
+	n := 1
+	for ; set.Next(); n++ {
+		if s := set.At(); !slices.Equal(s.Chunks[0].Data, old[s.Labels.String()]) {
+			t.Fatalf("series %s of the first batch differs from the version it was read from", s.Labels)
+		}
+	}
+	if n != tierBatchFirst || !errors.Is(set.Err(), ErrTierDayChanged) {
+		t.Fatalf("read across a rewrite: %d series, then %v", n, set.Err())
 	}
 }
 
