@@ -167,7 +167,7 @@ func TestViewSamples(t *testing.T) {
 		ViewCounter: {{T: 10_000, V: 5}, {T: 10_001, V: 8}, {T: 30_000, V: 2}, {T: 70_000, V: 4}, {T: 125_000, V: 6}, {T: 130_000, V: stale}, {T: 140_000, V: 1}},
 	}
 	for view, want := range tests {
-		got := viewSamples(view, ws, raw)
+		got := viewSamples(view, 60_000, ws, raw)
 		if len(got) != len(want) {
 			t.Fatalf("%s: got %v, want %v", view, got, want)
 		}

@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -34,15 +38,13 @@ func (q *querier) selectTier(ctx context.Context, res Resolution, view string, m
 		if len(sets) == 0 {
 			return emptyOutcome(f)
 		}
-		tier = storage.NewMergeChunkSeriesSet(sets, 0, func(ss ...storage.ChunkSeries) storage.ChunkSeries {
-			return mergeWindowSeries(cols, ss...)
-		})
+		tier = storage.NewMergeChunkSeriesSet(sets, 0, mergeWindowSeries)
 	}
 	var raw storage.SeriesSet = storage.EmptySeriesSet()
 	if b < maxt {
 		raw = q.selectRaw(ctx, max(b+1, mint), maxt, ms)
 	}
-	return &stitchSet{view: view, cols: cols, tier: tier, raw: raw}
+	return &stitchSet{view: view, width: w, cols: cols, tier: tier, raw: raw}
 }
 
 // viewColumns returns the window columns view's samples are made of
@@ -72,10 +74,11 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-// windowSeries is a series' windows merged from several replicas.
+// windowSeries is a series held by several replicas; windowsOf decodes
+// and merges them.
 type windowSeries struct {
-	lset    labels.Labels
-	windows []downsample.Window
+	lset     labels.Labels
+	replicas []storage.ChunkSeries
 }
 
 func (w *windowSeries) Labels() labels.Labels { return w.lset }
@@ -85,12 +88,22 @@ func (w *windowSeries) Iterator(chunks.Iterator) chunks.Iterator {
 	return storage.NewListChunkSeriesIterator()
 }
 
-// windowsOf decodes columns cols of the windows of one replica's (or
-// merged) series (End and Count always).
+// windowsOf decodes columns cols of the windows of one replica's series,
+// or of several merged window by window: where they disagree on a window
+// (one missed samples that repair has not restored yet), the window with
+// more samples wins. End and Count are always decoded.
 func windowsOf(s storage.ChunkSeries, cols downsample.Columns) ([]downsample.Window, error) {
 	switch s := s.(type) {
 	case *windowSeries:
-		return s.windows, nil
+		var merged []downsample.Window
+		for _, r := range s.replicas {
+			ws, err := windowsOf(r, cols)
+			if err != nil {
+				return nil, err
+			}
+			merged = mergeWindows(merged, ws)
+		}
+		return merged, nil
 	case *wireSeries:
 		n := 0 // windows, from the chunks' headers: one allocation
 		for _, c := range s.chunks {
@@ -115,19 +128,10 @@ func windowsOf(s storage.ChunkSeries, cols downsample.Columns) ([]downsample.Win
 	return nil, fmt.Errorf("series %s: unexpected %T", s.Labels(), s)
 }
 
-// mergeWindowSeries merges the replicas of one series window by window:
-// where they disagree on a window (one missed samples that repair has not
-// restored yet), the window with more samples wins.
-func mergeWindowSeries(cols downsample.Columns, ss ...storage.ChunkSeries) storage.ChunkSeries {
-	merged := &windowSeries{lset: ss[0].Labels()}
-	for _, s := range ss {
-		ws, err := windowsOf(s, cols)
-		if err != nil {
-			return &errSeries{lset: merged.lset, err: err}
-		}
-		merged.windows = mergeWindows(merged.windows, ws)
-	}
-	return merged
+// mergeWindowSeries is the merge function of the replicas' tier sets: it
+// defers the decoding to windowsOf, which stitchSet runs in parallel.
+func mergeWindowSeries(ss ...storage.ChunkSeries) storage.ChunkSeries {
+	return &windowSeries{lset: ss[0].Labels(), replicas: slices.Clone(ss)}
 }
 
 // mergeWindows merges two window lists sorted by End.
@@ -154,29 +158,63 @@ func mergeWindows(a, b []downsample.Window) []downsample.Window {
 	return append(append(out, a...), b...)
 }
 
-// errSeries carries a decoding error through the merge to stitchSet.
-type errSeries struct {
+// stitchSet joins the tier series and the raw series (both sorted by
+// labels) into view samples. It decodes the tier series ahead in batches,
+// on up to GOMAXPROCS goroutines: decoding the windows is most of a tier
+// query's CPU in the querier (docs/benchmarks.md).
+type stitchSet struct {
+	view  string
+	width int64              // of the windows
+	cols  downsample.Columns // decoded from the windows
+	tier  storage.ChunkSeriesSet
+	raw   storage.SeriesSet
+
+	ahead          []decoded // tier series decoded, not consumed yet
+	tierDone       bool
+	rawOK, started bool
+	cur            storage.Series
+	err            error
+	it             chunkenc.Iterator
+}
+
+// decoded is a tier series with its windows.
+type decoded struct {
 	lset labels.Labels
+	ws   []downsample.Window
 	err  error
 }
 
-func (e *errSeries) Labels() labels.Labels { return e.lset }
-func (e *errSeries) Iterator(chunks.Iterator) chunks.Iterator {
-	return storage.NewListChunkSeriesIterator()
-}
+// decodeAhead is how many tier series stitchSet decodes at a time.
+const decodeAhead = 64
 
-// stitchSet joins the tier series and the raw series (both sorted by
-// labels) into view samples.
-type stitchSet struct {
-	view string
-	cols downsample.Columns // decoded from the windows
-	tier storage.ChunkSeriesSet
-	raw  storage.SeriesSet
-
-	tierOK, rawOK, started bool
-	cur                    storage.Series
-	err                    error
-	it                     chunkenc.Iterator
+// tierHead returns the next tier series, decoding a batch when none is
+// left; nil at the end of the tier set.
+func (s *stitchSet) tierHead() *decoded {
+	if len(s.ahead) == 0 && !s.tierDone {
+		var series []storage.ChunkSeries
+		for len(series) < decodeAhead && s.tier.Next() {
+			series = append(series, s.tier.At())
+		}
+		s.tierDone = len(series) < decodeAhead
+		s.ahead = make([]decoded, len(series))
+		var (
+			next atomic.Int64
+			wg   sync.WaitGroup
+		)
+		for range min(runtime.GOMAXPROCS(0), len(series)) {
+			wg.Go(func() {
+				for i := int(next.Add(1) - 1); i < len(series); i = int(next.Add(1) - 1) {
+					ws, err := windowsOf(series[i], s.cols)
+					s.ahead[i] = decoded{lset: series[i].Labels(), ws: ws, err: err}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if len(s.ahead) == 0 {
+		return nil
+	}
+	return &s.ahead[0]
 }
 
 func (s *stitchSet) Next() bool {
@@ -185,9 +223,10 @@ func (s *stitchSet) Next() bool {
 	}
 	if !s.started {
 		s.started = true
-		s.tierOK, s.rawOK = s.tier.Next(), s.raw.Next()
+		s.rawOK = s.raw.Next()
 	}
-	if !s.tierOK && !s.rawOK {
+	head := s.tierHead()
+	if head == nil && !s.rawOK {
 		return false
 	}
 	var (
@@ -199,24 +238,18 @@ func (s *stitchSet) Next() bool {
 	switch {
 	case !s.rawOK:
 		c = -1
-	case !s.tierOK:
+	case head == nil:
 		c = 1
 	default:
-		c = labels.Compare(s.tier.At().Labels(), s.raw.At().Labels())
+		c = labels.Compare(head.lset, s.raw.At().Labels())
 	}
 	if c <= 0 {
-		ts := s.tier.At()
-		lset = ts.Labels()
-		if e, ok := ts.(*errSeries); ok {
-			s.err = e.err
+		if head.err != nil {
+			s.err = head.err
 			return false
 		}
-		var err error
-		if ws, err = windowsOf(ts, s.cols); err != nil {
-			s.err = err
-			return false
-		}
-		s.tierOK = s.tier.Next()
+		lset, ws = head.lset, head.ws
+		s.ahead = s.ahead[1:]
 	}
 	if c >= 0 {
 		rs := s.raw.At()
@@ -236,7 +269,7 @@ func (s *stitchSet) Next() bool {
 		}
 		s.rawOK = s.raw.Next()
 	}
-	s.cur = &sampleSeries{lset: lset, samples: viewSamples(s.view, ws, raw)}
+	s.cur = &sampleSeries{lset: lset, samples: viewSamples(s.view, s.width, ws, raw)}
 	return true
 }
 
@@ -261,7 +294,7 @@ func (s *stitchSet) Warnings() annotations.Annotations {
 // windows' (docs/downsampling.md, the rewrite table), then the raw samples
 // after them, adapted as rawView does (the counter view is in raw values,
 // so the raw samples follow it as they are).
-func viewSamples(view string, ws []downsample.Window, raw []model.Sample) []model.Sample {
+func viewSamples(view string, width int64, ws []downsample.Window, raw []model.Sample) []model.Sample {
 	var out []model.Sample
 	switch view {
 	case ViewCount:
@@ -273,7 +306,7 @@ func viewSamples(view string, ws []downsample.Window, raw []model.Sample) []mode
 	case ViewMax:
 		out = downsample.ColumnSamples(ws, downsample.ColumnMax)
 	case ViewCounter:
-		out = downsample.CounterView(ws)
+		out = downsample.CounterView(ws, width)
 	default: // ViewLast
 		out = make([]model.Sample, len(ws))
 		for i, w := range ws {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
@@ -24,7 +25,8 @@ import (
 // over raw samples and over the 1 h tier, on the same data, through gRPC,
 // the querier and the PromQL engine; and the bytes on disk of each tier.
 // VIGIL_BENCH_SERIES (default 1000) counters scraped every
-// VIGIL_BENCH_INTERVAL (default 60s) for 31 days; VIGIL_BENCH_KEEP_DIR
+// VIGIL_BENCH_INTERVAL (default 60s) for 31 days; VIGIL_BENCH_CPUPROFILE
+// writes a CPU profile of the tier queries; VIGIL_BENCH_KEEP_DIR
 // keeps the data there (for profiling) instead of a temporary directory.
 func TestBenchDownsample(t *testing.T) {
 	if os.Getenv("VIGIL_BENCH_DOWNSAMPLE") != "1" {
@@ -127,7 +129,18 @@ func TestBenchDownsample(t *testing.T) {
 	}
 	fmt.Fprintln(os.Stderr, "bench-downsample: querying")
 	rawT, rawV := measure(querier.ResolutionRaw)
+	if p := os.Getenv("VIGIL_BENCH_CPUPROFILE"); p != "" { // of the tier queries only
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tierT, tierV := measure(querier.ResolutionHour)
+	pprof.StopCPUProfile() // no-op without a profile
 	if len(rawV) != len(tierV) || len(rawV) == 0 {
 		t.Fatalf("%d points over raw, %d over the tier", len(rawV), len(tierV))
 	}

@@ -3,6 +3,7 @@ package downsample
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -286,15 +287,66 @@ func ColumnSamples(ws []Window, c Column) []model.Sample {
 // point, or two, right after FirstT that make it give exactly Inc. A
 // window never has more points than samples, so PromQL's average sample
 // interval is never shorter than over raw data.
-func CounterView(ws []Window) []model.Sample {
+//
+// A window of width width next to a gap (no window ends width before it,
+// or width after it: the series starts, stops or pauses there) is
+// spread: its Count samples (at most maxSpread) come back as that many
+// evenly spaced points from FirstT to LastT (spread). PromQL extrapolates
+// a range that holds such a gap by half the average sample interval,
+// which the spread keeps as it was over raw data in that window; with two
+// points it would be the window's span.
+func CounterView(ws []Window, width int64) []model.Sample {
 	out := make([]model.Sample, 0, 2*len(ws))
-	for _, w := range ws {
+	for i, w := range ws {
+		start := len(out)
 		out = append(out, model.Sample{T: w.FirstT, V: w.FirstV})
 		if w.LastT == w.FirstT {
 			continue
 		}
 		out = resetPoints(out, w)
+		gap := i == 0 || ws[i-1].End != w.End-width || i == len(ws)-1 || ws[i+1].End != w.End+width
+		if gap && w.Count > float64(len(out)-start+1) {
+			out = spread(out, start, w)
+		}
 		out = append(out, model.Sample{T: w.LastT, V: w.LastV})
+	}
+	return out
+}
+
+// maxSpread bounds the points CounterView spreads a window over.
+const maxSpread = 240
+
+// spread re-times the points of window w from out[start:] (its first
+// point and reset points: the anchors) and adds points up to
+// min(Count, maxSpread) with the last one, (LastT, LastV), which the
+// caller appends: all evenly spaced from FirstT to LastT. After the
+// anchors, the values go from the last anchor up to LastV, interpolated
+// and never above it, or, where the last step is a reset (LastV below the
+// last anchor), stay at the last anchor. The increase PromQL sees over
+// the window is unchanged: the anchors in order, then steps of zero or
+// one rise.
+func spread(out []model.Sample, start int, w Window) []model.Sample {
+	anchors := slices.Clone(out[start:])
+	n := int64(min(w.Count, maxSpread))
+	span := w.LastT - w.FirstT
+	n = min(n, span+1) // distinct milliseconds
+	m := int64(len(anchors))
+	if n <= m+1 {
+		return out
+	}
+	a := anchors[m-1].V
+	rise := w.LastV >= a && !math.IsInf(w.LastV-a, 0)
+	out = out[:start]
+	for j := range n - 1 {
+		t := w.FirstT + int64(float64(span)*float64(j)/float64(n-1))
+		v := a
+		switch {
+		case j < m:
+			v = anchors[j].V
+		case rise:
+			v = min(a+(w.LastV-a)*float64(j-m+1)/float64(n-m), w.LastV)
+		}
+		out = append(out, model.Sample{T: t, V: v})
 	}
 	return out
 }

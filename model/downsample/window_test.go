@@ -210,10 +210,33 @@ func TestCounterView(t *testing.T) {
 			// window 3: one sample.
 			want: samples(10_000, 5, 10_001, 8, 30_000, 2, 70_000, 1, 80_000, 4, 130_000, 6),
 		},
+		{
+			name:    "windows at a gap are spread",
+			samples: samples(10_000, 1, 20_000, 2, 30_000, 4, 40_000, 7, 190_000, 10, 200_000, 11, 230_000, 20),
+			// window 1 (the series' first): 4 samples, 4 points evenly
+			// from 1 to 7; window 2 after a gap of two windows: 3 points.
+			want: samples(10_000, 1, 20_000, 3, 30_000, 5, 40_000, 7, 190_000, 10, 210_000, 15, 230_000, 20),
+		},
+		{
+			name:    "a window between two others is not spread; one with a reset keeps it",
+			samples: samples(10_000, 1, 70_000, 2, 80_000, 3, 90_000, 5, 130_000, 6, 140_000, 9, 150_000, 1, 160_000, 2),
+			// the last window, 6→9→1→2 (inc 5), before the gap at the
+			// end: its reset point 9 moves to the second slot, the third
+			// stays at 9, then the drop to 2 (3 + 0 + 2).
+			want: samples(10_000, 1, 70_000, 2, 90_000, 5, 130_000, 6, 140_000, 9, 150_000, 9, 160_000, 2),
+		},
+		{
+			name:    "two reset points, spread",
+			samples: samples(0, 5, 10_000, 1, 20_000, 0, 30_000, 0, 40_000, 1, 50_000, 3),
+			// 5→1 (reset, +1), 1→0 (reset, +0), then up to 3: inc 4,
+			// which the ends show as 3: the reset points 1 and 0 (their
+			// resets add 1 + 0), then the rise to 3 over the other slots.
+			want: samples(0, 5, 10_000, 1, 20_000, 0, 30_000, 1, 40_000, 2, 50_000, 3),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := CounterView(Downsample(tt.samples, minute))
+			got := CounterView(Downsample(tt.samples, minute), minute)
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
@@ -486,16 +509,24 @@ func TestPropertyCounterView(t *testing.T) {
 					cum[s.T], raw[s.T] = c, s.V
 				}
 				total := rawIncrease(view)
-				for _, ws := range [][]Window{Downsample(view, minute), Combine(Downsample(view, minute), hour)} {
-					cv := CounterView(ws)
+				for _, tw := range []struct {
+					ws    []Window
+					width int64
+				}{{Downsample(view, minute), minute}, {Combine(Downsample(view, minute), hour), hour}} {
+					ws := tw.ws
+					cv := CounterView(ws, tw.width)
+					ends := map[int64]bool{} // the raw samples of the view
+					for _, w := range ws {
+						ends[w.FirstT], ends[w.LastT] = true, true
+					}
 					var vc float64 // the increase PromQL sees from cv[0]
 					for i, p := range cv {
 						if i > 0 {
 							vc += ResetStep(cv[i-1].V, p.V)
 						}
-						want, ok := cum[p.T]
-						if !ok {
-							continue // a reset point
+						want := cum[p.T]
+						if !ends[p.T] {
+							continue // a reset point, or a window at a gap spread
 						}
 						if p.V != raw[p.T] {
 							t.Fatalf("point at %d: %v, raw sample %v", p.T, p.V, raw[p.T])
