@@ -70,7 +70,7 @@ test-short: ## Unit tests only (-short), no race detector: the quick loop.
 	$(GO) test -short -count=1 ./...
 
 .PHONY: lint
-lint: ## gofmt, go vet, staticcheck, generated code current.
+lint: ## gofmt, go vet, staticcheck (make proto-check: generated code current).
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@# stdmethods off: chunkenc.Iterator's Seek(int64) ValueType is not io.Seeker.
 	$(GO) vet -stdmethods=false ./...
