@@ -59,7 +59,7 @@ deps: ## Install the Debian packages the tests need (prometheus, node_exporter, 
 	fi
 
 .PHONY: test
-test: deps ## Unit + integration tests with the race detector, then each fuzz target briefly.
+test: deps proto-check ## Generated code current; unit + integration tests with the race detector, then each fuzz target briefly.
 	$(GO) test -race -count=1 -timeout 30m ./...
 	@# The downsampling acceptance test at full size (2,000 series x 40 days); under -race it runs 200.
 	$(GO) test -count=1 -timeout 20m -run '^TestTiersEqualRaw$$' ./cmd/vigil
@@ -89,7 +89,7 @@ proto: ## Regenerate gRPC code from .proto files (needs protoc; installs the Go 
 
 .PHONY: proto-check
 proto-check: proto ## Fail if generated code differs from what is committed.
-	git diff --exit-code -- '*.pb.go'
+	@out=$$(git status --porcelain -- '*.pb.go'); if [ -n "$$out" ]; then echo "$$out"; echo "generated code is not current: run make proto and commit it"; exit 1; fi
 
 .PHONY: bench bench-downsample
 bench-downsample: ## sum(rate(c[1h])) over 30 days at 1h step, raw vs the 1h tier, and bytes per tier (BENCH_SERIES, BENCH_INTERVAL).

@@ -18,7 +18,7 @@ var allowedImports = map[string][]string{
 	"storage":             {"model"},
 	"ingester/ingesterpb": {"model"},
 	"ingester":            {"storage", "ring", "model", "ingester/ingesterpb", "model/downsample"},
-	"distributor":         {"ring", "ingester/ingesterpb", "model"},
+	"distributor":         {"ring", "ingester/ingesterpb", "model", "api/vigil/v1"},
 	"querier":             {"ring", "ingester/ingesterpb", "model", "model/downsample"},
 	"compactor":           {"storage", "model", "model/downsample"},
 	"ring":                {"model"},
@@ -27,7 +27,8 @@ var allowedImports = map[string][]string{
 	"alerting":            {"model"},
 	"adapter":             {},
 	"api":                 {"model"},
-	"sdk":                 {"model"},
+	"sdk":                 {"model", "api/vigil/v1"},
+	"api/vigil/v1":        {}, // the public gRPC API's generated code
 	"loadgen":             {"sdk", "model"},
 	"integration":         {}, // black-box: only the binaries and public protocols
 }

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/vigil-tsdb/vigil/api"
+	vigilv1 "github.com/vigil-tsdb/vigil/api/vigil/v1"
 	"github.com/vigil-tsdb/vigil/collector"
 	"github.com/vigil-tsdb/vigil/compactor"
 	"github.com/vigil-tsdb/vigil/distributor"
@@ -248,6 +249,7 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		pusher = n.dist
 		ingesterpb.RegisterDistributorServer(n.grpcSrv, distributor.NewGRPC(n.dist))
+		vigilv1.RegisterWriteServer(n.grpcSrv, distributor.NewWriteServer(n.dist)) // the public API (docs/sdk.md)
 	}
 	var qbl *querier.Queryable
 	var queryable promstorage.Queryable
@@ -597,7 +599,7 @@ func (n *node) printURLs(w io.Writer) {
   Metrics:                          %s/metrics
   Scrape targets:                   %s/targets   (add: %s/api/v1/registry/targets, docs/targets.md)
   etcd (target registry):           %s
-  gRPC (Distributor.Push; internal Ingester API): %s
+  gRPC (Go SDK: vigil.v1.Write, docs/sdk.md; internal APIs): %s
 Stop with Ctrl-C (SIGTERM flushes to disk).
 `, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.registryEndpoints(), loopbackHost(n.grpcLn.Addr()))
 		return
@@ -608,7 +610,7 @@ Stop with Ctrl-C (SIGTERM flushes to disk).
 	}
 	if n.roles["distributor"] {
 		fmt.Fprintf(w, "  Prometheus remote write:          %s/api/v1/write\n", n.httpURL)
-		fmt.Fprintf(w, "  gRPC (Distributor.Push):          %s\n", loopbackHost(n.grpcLn.Addr()))
+		fmt.Fprintf(w, "  gRPC (Go SDK vigil.v1.Write):     %s\n", loopbackHost(n.grpcLn.Addr()))
 	}
 	if n.ring != nil {
 		fmt.Fprintf(w, "  Ring:                             %s/ring\n", n.httpURL)

@@ -1,0 +1,22 @@
+// Package sdk is the Go client of Vigil's public gRPC API, vigil.v1
+// (docs/sdk.md).
+//
+// A Client writes samples through any node that runs a distributor:
+//
+//	c, err := sdk.New("localhost:9095")
+//	if err != nil { ... }
+//	defer c.Close()
+//	res, err := c.Write(ctx, []sdk.Series{{
+//		Labels:  sdk.Labels("__name__", "jobs_done_total", "job", "batch"),
+//		Samples: []sdk.Sample{{T: time.Now().UnixMilli(), V: 42}},
+//	}})
+//
+// Writes are idempotent on the server (a sample sent again is dropped as
+// a duplicate), so the client retries any write whose outcome it does not
+// know: on Unavailable, ResourceExhausted and a timed-out attempt, with
+// exponential backoff, within the caller's context. Every error it
+// returns is an *Error, classified by ErrInvalid and ErrUnavailable.
+//
+// Not built yet (docs/sdk.md): the query and target services, the
+// batching Writer, TLS and bearer-token options.
+package sdk
