@@ -71,3 +71,22 @@ func TestRetry(t *testing.T) {
 		t.Errorf("cancelled context: %v after %d calls", err, calls)
 	}
 }
+
+func TestBackoffBound(t *testing.T) {
+	for _, tc := range []struct {
+		first, longest time.Duration
+		attempt        int
+		want           time.Duration
+	}{
+		{100 * time.Millisecond, 5 * time.Second, 0, 100 * time.Millisecond},
+		{100 * time.Millisecond, 5 * time.Second, 3, 800 * time.Millisecond},
+		{100 * time.Millisecond, 5 * time.Second, 6, 5 * time.Second},
+		{100 * time.Millisecond, 5 * time.Second, 1000, 5 * time.Second},
+		{time.Hour, 24 * time.Hour, 80, 24 * time.Hour}, // no overflow
+	} {
+		c := &Client{opts: options{backoffBase: tc.first, backoffMax: tc.longest}}
+		if got := c.backoffBound(tc.attempt); got != tc.want {
+			t.Errorf("first %s, longest %s, attempt %d: %s, want %s", tc.first, tc.longest, tc.attempt, got, tc.want)
+		}
+	}
+}

@@ -180,8 +180,7 @@ func (c *Client) retry(ctx context.Context, what string, call func(context.Conte
 			}
 			return e
 		}
-		wait := c.opts.backoffBase << min(attempt, 30)
-		wait = max(time.Duration(rand.Int64N(int64(min(wait, c.opts.backoffMax))+1)), delay)
+		wait := max(time.Duration(rand.Int64N(int64(c.backoffBound(attempt))+1)), delay)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -191,6 +190,19 @@ func (c *Client) retry(ctx context.Context, what string, call func(context.Conte
 			return e
 		}
 	}
+}
+
+// backoffBound is the longest wait after the given failed attempt
+// (counted from 0): the first backoff doubled per attempt, capped.
+func (c *Client) backoffBound(attempt int) time.Duration {
+	w := c.opts.backoffBase
+	for range attempt {
+		if w >= c.opts.backoffMax/2 {
+			return c.opts.backoffMax
+		}
+		w *= 2
+	}
+	return min(w, c.opts.backoffMax)
 }
 
 // Error is a failed call: the gRPC code and the server's message.
