@@ -17,6 +17,13 @@
 // exponential backoff, within the caller's context. Every error it
 // returns is an *Error, classified by ErrInvalid and ErrUnavailable.
 //
-// Not built yet (docs/sdk.md): the query and target services, the
-// batching Writer, TLS and bearer-token options.
+// A Writer batches samples in the background with bounded memory:
+//
+//	w := c.NewWriter(sdk.WriterOptions{})
+//	err := w.Add(ctx, sdk.Labels("__name__", "queue_depth"), time.Now().UnixMilli(), 3)
+//	...
+//	err = w.Close(ctx) // every sample stored or refused, or the error
+//
+// Not built yet (docs/sdk.md): the query and target services, TLS and
+// bearer-token options.
 package sdk

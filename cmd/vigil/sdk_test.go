@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,4 +198,151 @@ func TestSDKRetries(t *testing.T) {
 		t.Fatalf("write: %+v, %v", w.res, w.err)
 	}
 	waitQuery(t, base, `count_over_time(sdk_retry[1m])`, "1")
+}
+
+// TestSDKWriter: the batching Writer delivers every sample added from
+// several goroutines, sends a partial batch after FlushInterval, reports
+// refused samples, returns a failed batch's error from Flush, and blocks
+// Add when its buffer is full (a server that never answers).
+func TestSDKWriter(t *testing.T) {
+	grpcAddr := freeAddr(t)
+	base, stop := startSDKNode(t, grpcAddr)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	c, err := sdk.New(grpcAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	now := time.Now().UnixMilli()
+
+	t.Run("delivers everything", func(t *testing.T) {
+		var rejected atomic.Int64
+		w := c.NewWriter(sdk.WriterOptions{MaxBatchSamples: 1000, FlushInterval: 50 * time.Millisecond, MaxBufferedSamples: 3000,
+			OnRejected: func(r sdk.WriteResult) { rejected.Add(r.Rejected) }})
+		const goroutines, seriesPer, samplesPer = 4, 50, 100 // 20,000 samples
+		var wg sync.WaitGroup
+		for g := range goroutines {
+			wg.Go(func() {
+				for i := range samplesPer {
+					for s := range seriesPer {
+						id := g*seriesPer + s
+						if err := w.Add(ctx, sdk.Labels("__name__", "sdk_writer", "id", strconv.Itoa(id)), now-3_600_000+int64(i)*15_000, float64(i)); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := w.Stats()
+		if st.Added != 20_000 || st.Stored != 20_000 || st.Failed != 0 || st.Batches < 20 || rejected.Load() != 0 {
+			t.Fatalf("stats %+v, %d rejected", st, rejected.Load())
+		}
+		if err := w.Add(ctx, sdk.Labels("__name__", "x"), now, 1); !errors.Is(err, sdk.ErrClosed) {
+			t.Fatalf("Add after Close: %v", err)
+		}
+		waitQuery(t, base, `count(count_over_time(sdk_writer[2h]) == 100)`, "200")
+		waitQuery(t, base, `sum(sum_over_time(sdk_writer[2h]))`, strconv.Itoa(200*99*100/2))
+	})
+
+	t.Run("flush interval and rejections", func(t *testing.T) {
+		rejected := make(chan sdk.WriteResult, 1)
+		w := c.NewWriter(sdk.WriterOptions{FlushInterval: 100 * time.Millisecond, OnRejected: func(r sdk.WriteResult) { rejected <- r }})
+		defer w.Close(ctx)
+		if err := w.Add(ctx, sdk.Labels("__name__", "sdk_interval"), now, 7); err != nil {
+			t.Fatal(err)
+		}
+		waitQuery(t, base, `sum_over_time(sdk_interval[1m])`, "7") // no Flush: the interval sent it
+		if err := w.Add(ctx, sdk.Labels("__name__", "sdk_interval", "case", "old"), now-30*24*3_600_000, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-rejected:
+			if r.Rejected != 1 || len(r.Rejections) != 1 || r.Rejections[0].Reason != "too_old" {
+				t.Fatalf("rejection %+v", r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("OnRejected not called")
+		}
+	})
+
+	t.Run("failed batch", func(t *testing.T) {
+		dead, err := sdk.New(freeAddr(t), sdk.WithMaxRetries(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dead.Close()
+		w := dead.NewWriter(sdk.WriterOptions{})
+		for i := range 10 {
+			if err := w.Add(ctx, sdk.Labels("__name__", "x"), now+int64(i), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err = w.Flush(ctx)
+		if !errors.Is(err, sdk.ErrUnavailable) || !strings.Contains(err.Error(), "10 samples in 1 batches not written") || w.Err() == nil {
+			t.Fatalf("flush: %v; Err %v", err, w.Err())
+		}
+		if err := w.Close(ctx); err != nil {
+			t.Fatalf("close after the failure was reported: %v", err)
+		}
+	})
+
+	t.Run("backpressure", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			var held []net.Conn
+			defer func() {
+				for _, c := range held {
+					c.Close()
+				}
+			}()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				held = append(held, c)
+			}
+		}()
+		hung, err := sdk.New(ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer hung.Close()
+		w := hung.NewWriter(sdk.WriterOptions{MaxBatchSamples: 10, MaxBufferedSamples: 20, FlushInterval: 10 * time.Millisecond})
+		for i := range 20 {
+			if err := w.Add(ctx, sdk.Labels("__name__", "x"), now+int64(i), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		short, cancelShort := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancelShort()
+		if err := w.Add(short, sdk.Labels("__name__", "x"), now+20, 1); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "buffer full") {
+			t.Fatalf("Add with a full buffer: %v", err)
+		}
+		closeCtx, cancelClose := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancelClose()
+		start := time.Now()
+		err = w.Close(closeCtx)
+		if err == nil || !strings.Contains(err.Error(), "20 samples in 2 batches not written") || time.Since(start) > 10*time.Second {
+			t.Fatalf("close: %v after %s", err, time.Since(start))
+		}
+	})
 }
