@@ -53,7 +53,7 @@ func (s *WriteServer) WriteStream(stream vigilv1.Write_WriteStreamServer) error 
 		if err != nil {
 			return writeStatus(fmt.Errorf("message %d: %w", i, err))
 		}
-		addResult(&sum, res)
+		sum.Merge(res)
 	}
 }
 
@@ -116,21 +116,6 @@ func writeStatus(err error) error {
 		}
 	}
 	return st.Err()
-}
-
-func addResult(sum *model.PushResult, r model.PushResult) {
-	sum.Stored += r.Stored
-	sum.Duplicates += r.Duplicates
-	sum.RejectedSamples += r.RejectedSamples
-	if len(r.ByReason) > 0 && sum.ByReason == nil {
-		sum.ByReason = map[model.Reason]int{}
-	}
-	for k, v := range r.ByReason {
-		sum.ByReason[k] += v
-	}
-	if room := model.MaxRejectionDetails - len(sum.Rejections); room > 0 {
-		sum.Rejections = append(sum.Rejections, r.Rejections[:min(room, len(r.Rejections))]...)
-	}
 }
 
 func writeResponse(r model.PushResult) *vigilv1.WriteResponse {
