@@ -128,9 +128,8 @@ func New(cfg Config, pusher Pusher, queryable storage.Queryable, engine promql.Q
 // parameter). Call it before serving.
 func (a *API) SetResolutions(r Resolutions) { a.tiers = r }
 
-// prepare applies the resolution parameter to a query.
-func (a *API) prepare(ctx context.Context, r *http.Request, start, end time.Time, step time.Duration) (context.Context, string, error) {
-	q, res := r.FormValue("query"), r.FormValue("resolution")
+// prepare applies the resolution parameter res to query q.
+func (a *API) prepare(ctx context.Context, q, res string, start, end time.Time, step time.Duration) (context.Context, string, error) {
 	if a.tiers == nil {
 		if res != "" && res != "auto" && res != "raw" {
 			return ctx, q, fmt.Errorf("resolution %q: this node keeps no downsampled tiers", res)
@@ -262,14 +261,22 @@ func (a *API) acquireWriteSlot(r *http.Request) bool {
 // may be incomplete, e.g. during WAL replay) or has no query engine.
 func (a *API) gateQuery(f apiFunc) apiFunc {
 	return func(r *http.Request) apiResult {
-		if a.queryable == nil {
-			return errResult(errUnavailable, errors.New("this node does not answer queries (no querier)"))
-		}
-		if err := a.ready(); err != nil {
-			return errResult(errUnavailable, fmt.Errorf("not ready: %w", err))
+		if e := a.queryGate(); e != nil {
+			return apiResult{err: e}
 		}
 		return f(r)
 	}
+}
+
+// queryGate is why the node answers no queries now, or nil.
+func (a *API) queryGate() *apiError {
+	if a.queryable == nil {
+		return &apiError{errUnavailable, errors.New("this node does not answer queries (no querier)")}
+	}
+	if err := a.ready(); err != nil {
+		return &apiError{errUnavailable, fmt.Errorf("not ready: %w", err)}
+	}
+	return nil
 }
 
 // buildInfoData is Prometheus' PrometheusVersion.

@@ -93,10 +93,18 @@ func parseLimit(s string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n < 0 {
-		return 0, errors.New("limit must be non-negative")
+	if err := checkLimit(int64(n)); err != nil {
+		return 0, err
 	}
 	return n, nil
+}
+
+// checkLimit refuses a negative limit.
+func checkLimit(n int64) error {
+	if n < 0 {
+		return errors.New("limit must be non-negative")
+	}
+	return nil
 }
 
 // parseStep parses and checks the step of a range query.
@@ -105,10 +113,15 @@ func parseStep(s string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	return step, checkStep(step)
+}
+
+// checkStep refuses a step that is not positive.
+func checkStep(step time.Duration) error {
 	if step <= 0 {
-		return 0, errors.New("zero or negative query resolution step widths are not accepted. Try a positive integer")
+		return errors.New("zero or negative query resolution step widths are not accepted. Try a positive integer")
 	}
-	return step, nil
+	return nil
 }
 
 // tooManyPoints reports whether a range query would return more than

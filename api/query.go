@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/timestamp"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
@@ -70,15 +71,20 @@ func errResult(t errorType, err error) apiResult {
 
 // prepareError reports what Resolutions.Prepare refused: the query (a
 // model.ErrBadData) or else the resolution parameter.
-func prepareError(err error) apiResult {
+func prepareError(err error) *apiError {
 	if errors.Is(err, model.ErrBadData) {
-		return invalidParam(err, "query")
+		return badParam(err, "query")
 	}
-	return invalidParam(err, "resolution")
+	return badParam(err, "resolution")
+}
+
+// badParam is the error of an invalid parameter, named as in the HTTP API.
+func badParam(err error, name string) *apiError {
+	return &apiError{errBadData, fmt.Errorf("invalid parameter %q: %w", name, err)}
 }
 
 func invalidParam(err error, name string) apiResult {
-	return errResult(errBadData, fmt.Errorf("invalid parameter %q: %w", name, err))
+	return apiResult{err: badParam(err, name)}
 }
 
 // apiHandler runs f and writes the Prometheus response envelope.
@@ -166,75 +172,143 @@ func queryError(err error) *apiError {
 	return &apiError{errExec, err}
 }
 
-// queryContext applies the timeout parameter, capped by QueryTimeout.
-func (a *API) queryContext(r *http.Request) (context.Context, context.CancelFunc, error) {
+// queryParams is a parsed query or query_range request. The HTTP handlers
+// and the gRPC Query service fill it in from their encodings and run it
+// through evalQuery, so that both answer the same.
+type queryParams struct {
+	query      string
+	resolution string        // as the HTTP parameter: "" (auto), "auto", "raw", "1m", "1h"
+	isRange    bool          // query_range
+	start, end time.Time     // equal for an instant query
+	step       time.Duration // range queries only
+	timeout    time.Duration // asked for when hasTimeout; capped by Config.QueryTimeout
+	hasTimeout bool
+	limit      int // most series returned; 0 for all
+	opts       promql.QueryOpts
+	stats      bool // report the query's statistics
+}
+
+// evaluated is what a query returned.
+type evaluated struct {
+	value    parser.Value
+	warnings annotations.Annotations
+	stats    stats.QueryStats // nil unless asked for
+}
+
+// evalQuery checks a range query's range and step, applies the timeout
+// and the resolution, evaluates p and truncates the result to p.limit
+// series. It calls use with the result before closing the query (the
+// engine reuses the result's memory after that, so use copies or encodes
+// what it keeps) and returns nil, or returns why nothing was evaluated.
+func (a *API) evalQuery(ctx context.Context, p queryParams, use func(evaluated)) *apiError {
+	if p.isRange {
+		if p.end.Before(p.start) {
+			return badParam(errors.New("end timestamp must not be before start time"), "end")
+		}
+		if err := checkStep(p.step); err != nil {
+			return badParam(err, "step")
+		}
+		if tooManyPoints(p.start, p.end, p.step) {
+			return &apiError{errBadData, errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")}
+		}
+	}
 	timeout := a.cfg.QueryTimeout
+	if p.hasTimeout && p.timeout < timeout {
+		timeout = p.timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ctx, qs, err := a.prepare(ctx, p.query, p.resolution, p.start, p.end, p.step)
+	if err != nil {
+		return prepareError(err)
+	}
+	var qry promql.Query
+	if p.isRange {
+		qry, err = a.engine.NewRangeQuery(ctx, a.queryable, p.opts, qs, p.start, p.end, p.step)
+	} else {
+		qry, err = a.engine.NewInstantQuery(ctx, a.queryable, p.opts, qs, p.start)
+	}
+	if err != nil {
+		return badParam(err, "query")
+	}
+	defer qry.Close()
+	res := qry.Exec(ctx)
+	if res.Err != nil {
+		return queryError(res.Err)
+	}
+	warnings := res.Warnings
+	if p.limit > 0 {
+		switch v := res.Value.(type) {
+		case promql.Vector:
+			if len(v) > p.limit {
+				res.Value = v[:p.limit]
+				warnings = warnings.Add(errors.New("results truncated due to limit"))
+			}
+		case promql.Matrix:
+			if len(v) > p.limit {
+				res.Value = v[:p.limit]
+				warnings = warnings.Add(errors.New("results truncated due to limit"))
+			}
+		}
+	}
+	ev := evaluated{value: res.Value, warnings: warnings}
+	if p.stats {
+		ev.stats = stats.NewQueryStats(qry.Stats())
+	}
+	use(ev)
+	return nil
+}
+
+// formQueryOpts reads the timeout, lookback_delta and stats parameters.
+func formQueryOpts(r *http.Request, p *queryParams) *apiResult {
 	if s := r.FormValue("timeout"); s != "" {
 		d, err := parseDuration(s)
 		if err != nil {
-			return nil, nil, err
+			res := invalidParam(err, "timeout")
+			return &res
 		}
-		if d < timeout {
-			timeout = d
-		}
+		p.timeout, p.hasTimeout = d, true
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
-	return ctx, cancel, nil
-}
-
-// queryOpts reads lookback_delta and stats.
-func queryOpts(r *http.Request) (promql.QueryOpts, error) {
 	var lookback time.Duration
 	if s := r.FormValue("lookback_delta"); s != "" {
 		d, err := parseDuration(s)
 		if err != nil {
-			return nil, fmt.Errorf("error parsing lookback delta duration: %w", err)
+			res := errResult(errBadData, fmt.Errorf("error parsing lookback delta duration: %w", err))
+			return &res
 		}
 		lookback = d
 	}
-	return promql.NewPrometheusQueryOpts(r.FormValue("stats") == "all", lookback), nil
+	p.opts = promql.NewPrometheusQueryOpts(r.FormValue("stats") == "all", lookback)
+	p.stats = r.FormValue("stats") != ""
+	return nil
 }
 
-// runQuery executes qry and encodes its result, applying limit and stats.
-func runQuery(ctx context.Context, r *http.Request, qry promql.Query, limit int) apiResult {
-	defer qry.Close()
-	res := qry.Exec(ctx)
-	if res.Err != nil {
-		return apiResult{err: queryError(res.Err)}
-	}
-	warnings := res.Warnings
-	if limit > 0 {
-		switch v := res.Value.(type) {
-		case promql.Vector:
-			if len(v) > limit {
-				res.Value = v[:limit]
-				warnings = warnings.Add(errors.New("results truncated due to limit"))
+// httpQuery evaluates p and encodes the result as Prometheus does, with
+// the statistics when asked for.
+func (a *API) httpQuery(r *http.Request, p queryParams) apiResult {
+	var out apiResult
+	if e := a.evalQuery(r.Context(), p, func(ev evaluated) {
+		var statsJSON []byte
+		if ev.stats != nil {
+			b, err := json.Marshal(ev.stats)
+			if err != nil {
+				out = errResult(errInternal, fmt.Errorf("encode query stats: %w", err))
+				return
 			}
-		case promql.Matrix:
-			if len(v) > limit {
-				res.Value = v[:limit]
-				warnings = warnings.Add(errors.New("results truncated due to limit"))
-			}
+			statsJSON = b
 		}
+		out = apiResult{data: appendQueryData(nil, ev.value, statsJSON), warnings: ev.warnings, query: p.query}
+	}); e != nil {
+		return apiResult{err: e}
 	}
-	var statsJSON []byte
 	switch s := r.FormValue("stats"); s {
-	case "":
+	case "", "true", "all":
 	default:
-		warnings = warnings.Add(fmt.Errorf("value %q for parameter \"stats\" is deprecated and will be rejected in the next major release, use %q or %q", s, "true", "all"))
-		fallthrough
-	case "true", "all":
-		out, err := json.Marshal(stats.NewQueryStats(qry.Stats()))
-		if err != nil {
-			return errResult(errInternal, fmt.Errorf("encode query stats: %w", err))
+		if out.err == nil {
+			out.warnings = out.warnings.Add(fmt.Errorf("value %q for parameter \"stats\" is deprecated and will be rejected in the next major release, use %q or %q", s, "true", "all"))
 		}
-		statsJSON = out
 	}
-	return apiResult{
-		data:     appendQueryData(nil, res.Value, statsJSON),
-		warnings: warnings,
-		query:    r.FormValue("query"),
-	}
+	return out
 }
 
 func (a *API) query(r *http.Request) apiResult {
@@ -246,24 +320,11 @@ func (a *API) query(r *http.Request) apiResult {
 	if err != nil {
 		return invalidParam(err, "time")
 	}
-	ctx, cancel, err := a.queryContext(r)
-	if err != nil {
-		return invalidParam(err, "timeout")
+	p := queryParams{query: r.FormValue("query"), resolution: r.FormValue("resolution"), start: ts, end: ts, limit: limit}
+	if fail := formQueryOpts(r, &p); fail != nil {
+		return *fail
 	}
-	defer cancel()
-	opts, err := queryOpts(r)
-	if err != nil {
-		return errResult(errBadData, err)
-	}
-	ctx, qs, err := a.prepare(ctx, r, ts, ts, 0)
-	if err != nil {
-		return prepareError(err)
-	}
-	qry, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, qs, ts)
-	if err != nil {
-		return invalidParam(err, "query")
-	}
-	return runQuery(ctx, r, qry, limit)
+	return a.httpQuery(r, p)
 }
 
 func (a *API) queryRange(r *http.Request) apiResult {
@@ -279,34 +340,15 @@ func (a *API) queryRange(r *http.Request) apiResult {
 	if err != nil {
 		return invalidParam(err, "end")
 	}
-	if end.Before(start) {
-		return invalidParam(errors.New("end timestamp must not be before start time"), "end")
-	}
 	step, err := parseStep(r.FormValue("step"))
 	if err != nil {
 		return invalidParam(err, "step")
 	}
-	if tooManyPoints(start, end, step) {
-		return errResult(errBadData, errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"))
+	p := queryParams{query: r.FormValue("query"), resolution: r.FormValue("resolution"), isRange: true, start: start, end: end, step: step, limit: limit}
+	if fail := formQueryOpts(r, &p); fail != nil {
+		return *fail
 	}
-	ctx, cancel, err := a.queryContext(r)
-	if err != nil {
-		return invalidParam(err, "timeout")
-	}
-	defer cancel()
-	opts, err := queryOpts(r)
-	if err != nil {
-		return errResult(errBadData, err)
-	}
-	ctx, qs, err := a.prepare(ctx, r, start, end, step)
-	if err != nil {
-		return prepareError(err)
-	}
-	qry, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, qs, start, end, step)
-	if err != nil {
-		return invalidParam(err, "query")
-	}
-	return runQuery(ctx, r, qry, limit)
+	return a.httpQuery(r, p)
 }
 
 // queryExemplars validates its parameters like Prometheus and answers an
@@ -337,26 +379,33 @@ func (a *API) formatQuery(r *http.Request) apiResult {
 	return apiResult{data: appendJSONString(nil, expr.Pretty(0))}
 }
 
-// rangeParams parses limit, start, end and match[] of the metadata
+// metaParams is a parsed series, labels or label values request, from
+// HTTP or gRPC.
+type metaParams struct {
+	limit      int // most results; 0 for all
+	start, end time.Time
+	sets       [][]*labels.Matcher // match[]: any of them
+}
+
+// formMetaParams parses limit, start, end and match[] of the metadata
 // endpoints (series, labels, label values).
-func (a *API) rangeParams(r *http.Request) (limit int, start, end time.Time, sets [][]*labels.Matcher, res *apiResult) {
-	fail := func(x apiResult) (int, time.Time, time.Time, [][]*labels.Matcher, *apiResult) {
-		return 0, time.Time{}, time.Time{}, nil, &x
-	}
-	limit, err := parseLimit(r.FormValue("limit"))
-	if err != nil {
+func (a *API) formMetaParams(r *http.Request) (metaParams, *apiResult) {
+	fail := func(x apiResult) (metaParams, *apiResult) { return metaParams{}, &x }
+	var p metaParams
+	var err error
+	if p.limit, err = parseLimit(r.FormValue("limit")); err != nil {
 		return fail(invalidParam(err, "limit"))
 	}
-	if start, err = parseTimeParam(r.FormValue("start"), "start", minTime); err != nil {
+	if p.start, err = parseTimeParam(r.FormValue("start"), "start", minTime); err != nil {
 		return fail(invalidParam(err, "start"))
 	}
-	if end, err = parseTimeParam(r.FormValue("end"), "end", maxTime); err != nil {
+	if p.end, err = parseTimeParam(r.FormValue("end"), "end", maxTime); err != nil {
 		return fail(invalidParam(err, "end"))
 	}
-	if sets, err = parseMatchers(a.parser, r.Form["match[]"]); err != nil {
+	if p.sets, err = parseMatchers(a.parser, r.Form["match[]"]); err != nil {
 		return fail(invalidParam(err, "match[]"))
 	}
-	return limit, start, end, sets, nil
+	return p, nil
 }
 
 // hintLimit asks storage for one more than limit, so that truncation can
@@ -368,80 +417,127 @@ func hintLimit(limit int) int {
 	return 0
 }
 
-func (a *API) series(r *http.Request) apiResult {
-	if len(r.Form["match[]"]) == 0 {
-		return errResult(errBadData, errors.New("no match[] parameter provided"))
+// selectSeries calls emit with the labels of each series that matches any
+// of p.sets, at most p.limit of them (a warning says when more matched),
+// and returns the annotations. emit runs while the storage querier is
+// open.
+func (a *API) selectSeries(ctx context.Context, p metaParams, emit func(labels.Labels)) (annotations.Annotations, *apiError) {
+	if len(p.sets) == 0 {
+		return nil, &apiError{errBadData, errors.New("no match[] parameter provided")}
 	}
-	limit, start, end, sets, fail := a.rangeParams(r)
-	if fail != nil {
-		return *fail
-	}
-	ctx := r.Context()
-	q, err := a.queryable.Querier(timestamp.FromTime(start), timestamp.FromTime(end))
+	q, err := a.queryable.Querier(timestamp.FromTime(p.start), timestamp.FromTime(p.end))
 	if err != nil {
-		return apiResult{err: queryError(err)}
+		return nil, queryError(err)
 	}
 	defer q.Close()
 	hints := &storage.SelectHints{
-		Start: timestamp.FromTime(start),
-		End:   timestamp.FromTime(end),
+		Start: timestamp.FromTime(p.start),
+		End:   timestamp.FromTime(p.end),
 		Func:  "series", // no samples needed
-		Limit: hintLimit(limit),
+		Limit: hintLimit(p.limit),
 	}
 	var set storage.SeriesSet
-	if len(sets) > 1 {
-		ss := make([]storage.SeriesSet, 0, len(sets))
-		for _, ms := range sets {
+	if len(p.sets) > 1 {
+		ss := make([]storage.SeriesSet, 0, len(p.sets))
+		for _, ms := range p.sets {
 			ss = append(ss, q.Select(ctx, true, hints, ms...))
 		}
 		set = storage.NewMergeSeriesSet(ss, 0, storage.ChainedSeriesMerge)
 	} else {
-		set = q.Select(ctx, false, hints, sets[0]...)
+		set = q.Select(ctx, false, hints, p.sets[0]...)
 	}
-	b := []byte{'['}
 	n := 0
 	var warnings annotations.Annotations
 	for set.Next() {
 		if n%128 == 127 {
 			if err := ctx.Err(); err != nil {
-				return apiResult{err: queryError(err)}
+				return nil, queryError(err)
 			}
 		}
-		if limit > 0 && n == limit {
+		if p.limit > 0 && n == p.limit {
 			warnings = warnings.Add(errors.New("results truncated due to limit"))
 			break
 		}
-		if n > 0 {
-			b = append(b, ',')
-		}
-		b = appendLabels(b, set.At().Labels())
+		emit(set.At().Labels())
 		n++
 	}
 	if err := set.Err(); err != nil {
-		return apiResult{err: queryError(err)}
+		return nil, queryError(err)
 	}
 	warnings.Merge(set.Warnings())
+	return warnings, nil
+}
+
+// selectLabelNames returns the sorted label names of the series matching
+// any of p.sets (every series without sets), at most p.limit of them.
+func (a *API) selectLabelNames(ctx context.Context, p metaParams) ([]string, annotations.Annotations, *apiError) {
+	q, err := a.queryable.Querier(timestamp.FromTime(p.start), timestamp.FromTime(p.end))
+	if err != nil {
+		return nil, nil, queryError(err)
+	}
+	defer q.Close()
+	hints := &storage.LabelHints{Limit: hintLimit(p.limit)}
+	names, warnings, err := collectStrings(p.sets, func(ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelNames(ctx, hints, ms...)
+	})
+	if err != nil {
+		return nil, nil, queryError(err)
+	}
+	names, warnings = limitStrings(names, p.limit, warnings)
+	return names, warnings, nil
+}
+
+// selectLabelValues returns the sorted values of label name in the series
+// matching any of p.sets (every series without sets), at most p.limit of
+// them.
+func (a *API) selectLabelValues(ctx context.Context, name string, p metaParams) ([]string, annotations.Annotations, *apiError) {
+	if !commonmodel.UTF8Validation.IsValidLabelName(name) {
+		return nil, nil, &apiError{errBadData, fmt.Errorf("invalid label name: %q", name)}
+	}
+	q, err := a.queryable.Querier(timestamp.FromTime(p.start), timestamp.FromTime(p.end))
+	if err != nil {
+		return nil, nil, queryError(err)
+	}
+	defer q.Close()
+	hints := &storage.LabelHints{Limit: hintLimit(p.limit)}
+	vals, warnings, err := collectStrings(p.sets, func(ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
+		return q.LabelValues(ctx, name, hints, ms...)
+	})
+	if err != nil {
+		return nil, nil, queryError(err)
+	}
+	vals, warnings = limitStrings(vals, p.limit, warnings)
+	return vals, warnings, nil
+}
+
+func (a *API) series(r *http.Request) apiResult {
+	p, fail := a.formMetaParams(r)
+	if fail != nil {
+		return *fail
+	}
+	b := []byte{'['}
+	warnings, e := a.selectSeries(r.Context(), p, func(lset labels.Labels) {
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = appendLabels(b, lset)
+	})
+	if e != nil {
+		return apiResult{err: e}
+	}
 	return apiResult{data: append(b, ']'), warnings: warnings}
 }
 
 func (a *API) labelNames(r *http.Request) apiResult {
-	limit, start, end, sets, fail := a.rangeParams(r)
+	p, fail := a.formMetaParams(r)
 	if fail != nil {
 		return *fail
 	}
-	q, err := a.queryable.Querier(timestamp.FromTime(start), timestamp.FromTime(end))
-	if err != nil {
-		return apiResult{err: queryError(err)}
+	names, warnings, e := a.selectLabelNames(r.Context(), p)
+	if e != nil {
+		return apiResult{err: e}
 	}
-	defer q.Close()
-	hints := &storage.LabelHints{Limit: hintLimit(limit)}
-	names, warnings, err := collectStrings(sets, func(ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
-		return q.LabelNames(r.Context(), hints, ms...)
-	})
-	if err != nil {
-		return apiResult{err: queryError(err)}
-	}
-	return stringsResult(names, limit, warnings)
+	return apiResult{data: appendStrings(nil, names), warnings: warnings}
 }
 
 func (a *API) labelValues(r *http.Request) apiResult {
@@ -449,26 +545,15 @@ func (a *API) labelValues(r *http.Request) apiResult {
 	if strings.HasPrefix(name, "U__") {
 		name = commonmodel.UnescapeName(name, commonmodel.ValueEncodingEscaping)
 	}
-	if !commonmodel.UTF8Validation.IsValidLabelName(name) {
-		return errResult(errBadData, fmt.Errorf("invalid label name: %q", name))
-	}
-	limit, start, end, sets, fail := a.rangeParams(r)
+	p, fail := a.formMetaParams(r)
 	if fail != nil {
 		return *fail
 	}
-	q, err := a.queryable.Querier(timestamp.FromTime(start), timestamp.FromTime(end))
-	if err != nil {
-		return apiResult{err: queryError(err)}
+	vals, warnings, e := a.selectLabelValues(r.Context(), name, p)
+	if e != nil {
+		return apiResult{err: e}
 	}
-	defer q.Close()
-	hints := &storage.LabelHints{Limit: hintLimit(limit)}
-	vals, warnings, err := collectStrings(sets, func(ms []*labels.Matcher) ([]string, annotations.Annotations, error) {
-		return q.LabelValues(r.Context(), name, hints, ms...)
-	})
-	if err != nil {
-		return apiResult{err: queryError(err)}
-	}
-	return stringsResult(vals, limit, warnings)
+	return apiResult{data: appendStrings(nil, vals), warnings: warnings}
 }
 
 // collectStrings calls get once without matchers, or once per matcher set
@@ -509,10 +594,12 @@ func collectStrings(sets [][]*labels.Matcher, get func([]*labels.Matcher) ([]str
 	return out, warnings, nil
 }
 
-func stringsResult(vals []string, limit int, warnings annotations.Annotations) apiResult {
+// limitStrings cuts vals to limit (0: no limit), with a warning when it
+// does.
+func limitStrings(vals []string, limit int, warnings annotations.Annotations) ([]string, annotations.Annotations) {
 	if limit > 0 && len(vals) > limit {
 		vals = vals[:limit]
 		warnings = warnings.Add(errors.New("results truncated due to limit"))
 	}
-	return apiResult{data: appendStrings(nil, vals), warnings: warnings}
+	return vals, warnings
 }

@@ -26,6 +26,9 @@ var (
 	ErrStaticTarget = errors.New("target is registered statically")
 	// ErrInvalidTarget wraps every validation error of Put and Register.
 	ErrInvalidTarget = errors.New("invalid target")
+	// ErrLeaseNotFound is returned by KeepAliveLease and RevokeLease for a
+	// lease that ended or that holds no target of this registry.
+	ErrLeaseNotFound = errors.New("lease not found")
 )
 
 // RegistryConfig configures the target registry (flags -targets.*).

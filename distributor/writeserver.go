@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -22,11 +23,15 @@ import (
 // endpoints.
 type WriteServer struct {
 	vigilv1.UnimplementedWriteServer
-	d *Distributor
+	d         *Distributor
+	streamMax time.Duration
 }
 
-// NewWriteServer returns the vigil.v1.Write service of d.
-func NewWriteServer(d *Distributor) *WriteServer { return &WriteServer{d: d} }
+// NewWriteServer returns the vigil.v1.Write service of d. A WriteStream
+// open longer than streamMax ends with ResourceExhausted.
+func NewWriteServer(d *Distributor, streamMax time.Duration) *WriteServer {
+	return &WriteServer{d: d, streamMax: streamMax}
+}
 
 // Write implements vigilv1.WriteServer.
 func (s *WriteServer) Write(ctx context.Context, req *vigilv1.WriteRequest) (*vigilv1.WriteResponse, error) {
@@ -38,9 +43,13 @@ func (s *WriteServer) Write(ctx context.Context, req *vigilv1.WriteRequest) (*vi
 }
 
 // WriteStream implements vigilv1.WriteServer: each message is pushed as it
-// arrives; the answer sums them.
+// arrives; the answer sums them. A stream open longer than streamMax ends
+// with ResourceExhausted (without RetryInfo: sending the same stream again
+// would end the same way), so that the client never takes a stream cut
+// short for a complete one.
 func (s *WriteServer) WriteStream(stream vigilv1.Write_WriteStreamServer) error {
 	var sum model.PushResult
+	deadline := time.Now().Add(s.streamMax)
 	for i := 0; ; i++ {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -48,6 +57,9 @@ func (s *WriteServer) WriteStream(stream vigilv1.Write_WriteStreamServer) error 
 		}
 		if err != nil {
 			return err
+		}
+		if time.Now().After(deadline) {
+			return status.Errorf(codes.ResourceExhausted, "message %d: stream open longer than %s (-sdk.stream-max-duration): write the rest in a new stream; %d samples of the earlier messages were stored", i, s.streamMax, sum.Stored)
 		}
 		res, err := s.push(stream.Context(), req)
 		if err != nil {

@@ -24,6 +24,26 @@
 //	...
 //	err = w.Close(ctx) // every sample stored or refused, or the error
 //
-// Not built yet (docs/sdk.md): the query and target services, TLS and
-// bearer-token options.
+// Query, QueryRange, Series, LabelNames and LabelValues read through any
+// node that runs a querier, with the HTTP API's checks, limits and error
+// texts; a query's Value is a Vector, Matrix, Scalar or String:
+//
+//	res, err := c.Query(ctx, `sum(rate(jobs_done_total[5m]))`, time.Now())
+//	if v, ok := res.Value.(sdk.Vector); ok { ... }
+//
+// RegisterTarget puts a scrape target into the target registry under a
+// lease that the returned Registration keeps alive until Close:
+//
+//	reg, err := c.RegisterTarget(ctx, sdk.Target{Job: "batch", Address: "10.0.0.7:9100"}, 15*time.Second)
+//	...
+//	defer reg.Close(context.Background()) // the target disappears at once
+//	<-reg.Done()                          // or: the lease was lost, see reg.Err()
+//
+// A node started with -sdk.listen-address, -sdk.tls-cert-file and
+// -sdk.bearer-token-file wants TLS and a token:
+//
+//	c, err := sdk.New("vigil-1:9443,vigil-2:9443", sdk.WithTLS(nil), sdk.WithBearerToken(token))
+//
+// examples/selfmon is a small program that writes its own metrics
+// through a Writer.
 package sdk

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"iter"
@@ -11,7 +12,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	vigilv1 "github.com/vigil-tsdb/vigil/api/vigil/v1"
@@ -33,6 +33,8 @@ type options struct {
 	backoffMax   time.Duration
 	dialOptions  []grpc.DialOption
 	maxSendBytes int
+	tls          *tls.Config // nil: plaintext
+	token        string      // bearer token; empty: none
 }
 
 // WithMaxRetries sets how many times a retryable failure is retried
@@ -46,24 +48,29 @@ func WithBackoff(first, longest time.Duration) Option {
 	return func(o *options) { o.backoffBase, o.backoffMax = max(first, time.Millisecond), max(longest, first) }
 }
 
-// WithDialOptions adds gRPC dial options, e.g. transport credentials.
-// Without any, the connection is plaintext.
+// WithDialOptions adds gRPC dial options (applied after the others, so
+// they win).
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(o *options) { o.dialOptions = append(o.dialOptions, opts...) }
 }
 
-// New returns a client of the Vigil node (or DNS name listing nodes, as
-// "dns:///vigil:9095") at addr. It does not connect until the first call.
+// New returns a client of the Vigil node at addr ("host:port"), of the
+// nodes of a comma-separated list ("vigil-1:9095,vigil-2:9095"), or of a
+// gRPC target such as a DNS name listing nodes ("dns:///vigil:9095").
+// Calls go round robin over the nodes, and a retry goes to another node
+// when one is down. It does not connect until the first call.
 func New(addr string, opts ...Option) (*Client, error) {
 	o := options{maxRetries: 5, backoffBase: 100 * time.Millisecond, backoffMax: 5 * time.Second, maxSendBytes: 64 << 20}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	dial := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(o.maxSendBytes)),
-	}, o.dialOptions...)
-	conn, err := grpc.NewClient(addr, dial...)
+	target, dial, err := dialTarget(addr)
+	if err != nil {
+		return nil, fmt.Errorf("vigil sdk: client of %q: %w", addr, err)
+	}
+	dial = append(append(dial, o.transportOptions()...), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(o.maxSendBytes)))
+	dial = append(dial, o.dialOptions...)
+	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("vigil sdk: client of %q: %w", addr, err)
 	}
@@ -173,7 +180,15 @@ func (c *Client) retry(ctx context.Context, what string, call func(context.Conte
 		if err = call(ctx); err == nil {
 			return nil
 		}
+		var fe finalError
+		final := errors.As(err, &fe)
+		if final {
+			err = fe.err
+		}
 		e, delay := newError(what, err, attempt+1)
+		if final {
+			e.Retryable = false
+		}
 		if !e.Retryable || attempt >= c.opts.maxRetries || ctx.Err() != nil {
 			if ctx.Err() != nil && e.Code != codes.Canceled && e.Code != codes.DeadlineExceeded {
 				e.Message += " (then " + ctx.Err().Error() + ")"
@@ -192,6 +207,21 @@ func (c *Client) retry(ctx context.Context, what string, call func(context.Conte
 	}
 }
 
+// finalError wraps a call's error that retry must not retry, whatever
+// its code.
+type finalError struct{ err error }
+
+func (f finalError) Error() string { return f.err.Error() }
+
+// queryTimeoutIsFinal makes the server's own query timeout final: the
+// same query would run out of time again.
+func queryTimeoutIsFinal(err error) error {
+	if status.Code(err) == codes.DeadlineExceeded {
+		return finalError{err}
+	}
+	return err
+}
+
 // backoffBound is the longest wait after the given failed attempt
 // (counted from 0): the first backoff doubled per attempt, capped.
 func (c *Client) backoffBound(attempt int) time.Duration {
@@ -207,7 +237,7 @@ func (c *Client) backoffBound(attempt int) time.Duration {
 
 // Error is a failed call: the gRPC code and the server's message.
 type Error struct {
-	Op        string     // "write", "write stream"
+	Op        string     // "write", "write stream", "query", "query range", "series", "label names", "label values", ...
 	Code      codes.Code // gRPC status code
 	Message   string     // the server's text
 	Attempts  int        // calls made
@@ -222,14 +252,16 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Is makes errors.Is(err, ErrInvalid) and errors.Is(err, ErrUnavailable)
-// classify an *Error.
+// Is makes errors.Is(err, ErrInvalid), errors.Is(err, ErrUnavailable) and
+// errors.Is(err, ErrDenied) classify an *Error.
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrInvalid:
 		return e.Code == codes.InvalidArgument
 	case ErrUnavailable:
 		return e.Retryable
+	case ErrDenied:
+		return e.Code == codes.Unauthenticated || e.Code == codes.PermissionDenied
 	}
 	return false
 }
@@ -241,6 +273,9 @@ var (
 	// ErrUnavailable classifies failures where nothing was acknowledged
 	// and a later try may succeed (no write quorum, overload, timeout).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrDenied classifies calls the server refused for their
+	// credentials: a missing or unknown bearer token (WithBearerToken).
+	ErrDenied = errors.New("permission denied")
 )
 
 // newError classifies a failed call, with the server's RetryInfo delay

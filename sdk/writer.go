@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -29,6 +30,8 @@ type WriterOptions struct {
 	// labels). They are not retried: the server refused them for a
 	// reason. It is called from the Writer's goroutines.
 	OnRejected func(WriteResult)
+	// Name is the writer label of the Writer's metrics (Collector).
+	Name string
 }
 
 // ErrClosed is returned by Add after Close.
@@ -58,12 +61,18 @@ type Writer struct {
 	closed   bool
 	changed  chan struct{} // closed and replaced when a batch finishes
 	stats    WriterStats
+
+	batchDuration prometheus.Histogram // of Collector
 }
 
 // WriterStats counts what a Writer did.
 type WriterStats struct {
 	Added, Stored, Duplicates, Rejected, Failed int64 // samples
-	Batches, FailedBatches                      int64
+	// Buffered is the samples added and not yet finished.
+	Buffered               int64
+	Batches, FailedBatches int64
+	// Blocked is the time Add waited for buffer space (backpressure).
+	Blocked time.Duration
 }
 
 type batch struct {
@@ -100,6 +109,12 @@ func (c *Client) NewWriter(opts WriterOptions) *Writer {
 		c: c, opts: opts, sem: semaphore.NewWeighted(int64(opts.MaxBufferedSamples)),
 		ctx: ctx, cancel: cancel, queue: make(chan *batch, opts.Concurrency),
 		inFlight: map[int]bool{}, changed: make(chan struct{}),
+		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "vigil_sdk_writer_batch_duration_seconds",
+			Help:        "Time to write one batch, retries included.",
+			Buckets:     prometheus.ExponentialBuckets(0.001, 4, 9),
+			ConstLabels: prometheus.Labels{"writer": opts.Name},
+		}),
 	}
 	for range opts.Concurrency {
 		w.wg.Go(w.send)
@@ -118,10 +133,20 @@ func (w *Writer) Add(ctx context.Context, labels []Label, t int64, v float64) er
 	if closed {
 		return ErrClosed
 	}
-	if err := w.sem.Acquire(ctx, 1); err != nil {
-		return fmt.Errorf("vigil sdk: writer buffer full (%d samples): %w", w.opts.MaxBufferedSamples, err)
+	var blocked time.Duration
+	if !w.sem.TryAcquire(1) {
+		start := time.Now()
+		err := w.sem.Acquire(ctx, 1)
+		blocked = time.Since(start)
+		if err != nil {
+			w.mu.Lock()
+			w.stats.Blocked += blocked
+			w.mu.Unlock()
+			return fmt.Errorf("vigil sdk: writer buffer full (%d samples): %w", w.opts.MaxBufferedSamples, err)
+		}
 	}
 	w.mu.Lock()
+	w.stats.Blocked += blocked
 	if w.closed {
 		w.mu.Unlock()
 		w.sem.Release(1)
@@ -141,6 +166,7 @@ func (w *Writer) Add(ctx context.Context, labels []Label, t int64, v float64) er
 	b.series[i].Samples = append(b.series[i].Samples, Sample{T: t, V: v})
 	b.samples++
 	w.stats.Added++
+	w.stats.Buffered++
 	var full *batch
 	if b.samples >= w.opts.MaxBatchSamples {
 		full = w.sealLocked()
@@ -223,7 +249,9 @@ func (w *Writer) send() {
 		case <-w.ctx.Done():
 			return
 		case b := <-w.queue:
+			start := time.Now()
 			res, err := w.c.Write(w.ctx, b.series)
+			w.batchDuration.Observe(time.Since(start).Seconds())
 			w.finish(b, res, err)
 		}
 	}
@@ -234,6 +262,7 @@ func (w *Writer) finish(b *batch, res WriteResult, err error) {
 	w.mu.Lock()
 	delete(w.inFlight, b.seq)
 	w.stats.Batches++
+	w.stats.Buffered -= int64(b.samples)
 	if err != nil {
 		w.stats.FailedBatches++
 		w.stats.Failed += int64(b.samples)

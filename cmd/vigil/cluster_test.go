@@ -71,7 +71,7 @@ func startClusterNode(t *testing.T, name, target string, port int, seed int, ext
 		pw.Close()
 	}()
 	re := regexp.MustCompile(`Metrics:\s+(\S+)/metrics`)
-	grpcRE := regexp.MustCompile(`gRPC \(Go SDK vigil\.v1\.Write\):\s+(\S+)`)
+	grpcRE := regexp.MustCompile(`Go SDK, gRPC \(vigil\.v1 Write[^)]*\):\s+(\S+)`)
 	sc := bufio.NewScanner(pr)
 	base := ""
 	for sc.Scan() {

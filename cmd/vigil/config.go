@@ -44,6 +44,7 @@ type Config struct {
 	Etcd        EtcdConfig               `yaml:"etcd"`
 	Targets     collector.RegistryConfig `yaml:"targets"`
 	Collector   CollectorConfig          `yaml:"collector"`
+	SDK         SDKConfig                `yaml:"sdk"`
 }
 
 // DefaultConfig is what `vigil` with no arguments runs.
@@ -66,6 +67,7 @@ func DefaultConfig() Config {
 		Etcd:               defaultEtcdConfig(),
 		Targets:            collector.DefaultRegistryConfig(),
 		Collector:          defaultCollectorConfig(),
+		SDK:                defaultSDKConfig(),
 	}
 }
 
@@ -89,6 +91,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	c.Etcd.RegisterFlags(f)
 	c.Targets.RegisterFlags(f)
 	c.Collector.RegisterFlags(f)
+	c.SDK.RegisterFlags(f)
 }
 
 // parseTarget returns the roles of a -target value.
@@ -170,7 +173,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "logfmt" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want logfmt or json", c.LogFormat))
 	}
-	for _, err := range []error{c.Targets.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate()} {
+	for _, err := range []error{c.Targets.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate(), c.SDK.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}

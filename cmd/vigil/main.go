@@ -95,6 +95,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	n.serve(g, gctx)
+	// SIGHUP re-reads the public API's tokens and certificate.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	g.Go(func() error {
+		for {
+			select {
+			case <-hup:
+				if n.public != nil {
+					n.public.reload()
+				}
+			case <-gctx.Done():
+				return nil
+			}
+		}
+	})
 	g.Go(func() error {
 		<-gctx.Done()
 		return n.shutdown()
@@ -133,6 +149,9 @@ type node struct {
 	router     *distributor.RingRouter
 	grpcLn     net.Listener
 	grpcSrv    *grpc.Server
+	public     *publicAPI   // what the public gRPC API's services share
+	publicLn   net.Listener // -sdk.listen-address, when set
+	publicSrv  *grpc.Server // the server of the public API: its own, or grpcSrv
 	httpLn     net.Listener
 	httpSrv    *http.Server
 	httpURL    string
@@ -168,7 +187,19 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		if n.grpcLn, err = net.Listen("tcp", cfg.GRPCListenAddress); err != nil {
 			return fmt.Errorf("listen on gRPC address %s: %w", cfg.GRPCListenAddress, err)
 		}
-		n.grpcSrv = grpc.NewServer(ingesterpb.ServerOptions()...)
+		if n.public, err = newPublicAPI(cfg.SDK, logger.With("component", "sdk-api"), reg); err != nil {
+			return err
+		}
+		if cfg.SDK.ListenAddress == "" {
+			n.grpcSrv = grpc.NewServer(n.public.serverOptions(false)...)
+			n.publicSrv = n.grpcSrv
+		} else {
+			n.grpcSrv = grpc.NewServer(ingesterpb.ServerOptions()...)
+			if n.publicLn, err = net.Listen("tcp", cfg.SDK.ListenAddress); err != nil {
+				return fmt.Errorf("listen on public gRPC address %s: %w", cfg.SDK.ListenAddress, err)
+			}
+			n.publicSrv = grpc.NewServer(n.public.serverOptions(cfg.SDK.TLSCertFile != "")...)
+		}
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPListenAddress); err != nil {
 		return fmt.Errorf("listen on HTTP address %s: %w", cfg.HTTPListenAddress, err)
@@ -249,7 +280,7 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		pusher = n.dist
 		ingesterpb.RegisterDistributorServer(n.grpcSrv, distributor.NewGRPC(n.dist))
-		vigilv1.RegisterWriteServer(n.grpcSrv, distributor.NewWriteServer(n.dist)) // the public API (docs/sdk.md)
+		vigilv1.RegisterWriteServer(n.publicSrv, distributor.NewWriteServer(n.dist, cfg.SDK.StreamMaxDuration)) // the public API (docs/sdk.md)
 	}
 	var qbl *querier.Queryable
 	var queryable promstorage.Queryable
@@ -272,6 +303,7 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		if qbl != nil {
 			httpAPI.SetResolutions(qbl)
+			vigilv1.RegisterQueryServer(n.publicSrv, api.NewQueryServer(httpAPI)) // the public API (docs/sdk.md)
 		}
 		httpAPI.SetStatusSources(func() string {
 			b, err := yaml.Marshal(cfg)
@@ -350,6 +382,9 @@ func (n *node) mountRegistry(mux *http.ServeMux) error {
 	}
 	n.registry = reg
 	mux.Handle("/api/v1/registry/", reg.Handler())
+	if n.publicSrv != nil {
+		vigilv1.RegisterTargetsServer(n.publicSrv, collector.NewTargetsServer(reg)) // the public API (docs/sdk.md)
+	}
 	return nil
 }
 
@@ -393,6 +428,15 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 		g.Go(func() error {
 			if err := srv.Serve(n.grpcLn); err != nil {
 				return fmt.Errorf("gRPC server: %w", err)
+			}
+			return nil
+		})
+	}
+	if n.publicLn != nil {
+		srv := n.publicSrv
+		g.Go(func() error {
+			if err := srv.Serve(n.publicLn); err != nil {
+				return fmt.Errorf("public gRPC server: %w", err)
 			}
 			return nil
 		})
@@ -531,13 +575,20 @@ func (n *node) shutdown() error {
 	if err := n.httpSrv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
-	if n.grpcSrv != nil {
+	servers := []*grpc.Server{n.grpcSrv}
+	if n.publicSrv != n.grpcSrv {
+		servers = append([]*grpc.Server{n.publicSrv}, servers...) // the public API stops first
+	}
+	for _, srv := range servers {
+		if srv == nil {
+			continue
+		}
 		stopped := make(chan struct{})
-		go func() { n.grpcSrv.GracefulStop(); close(stopped) }()
+		go func() { srv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-sctx.Done():
-			n.grpcSrv.Stop()
+			srv.Stop()
 		}
 	}
 	if n.ringStop != nil {
@@ -558,6 +609,9 @@ func (n *node) close() {
 	}
 	if n.grpcLn != nil {
 		n.grpcLn.Close()
+	}
+	if n.publicLn != nil {
+		n.publicLn.Close()
 	}
 	if n.httpLn != nil {
 		n.httpLn.Close()
@@ -599,9 +653,9 @@ func (n *node) printURLs(w io.Writer) {
   Metrics:                          %s/metrics
   Scrape targets:                   %s/targets   (add: %s/api/v1/registry/targets, docs/targets.md)
   etcd (target registry):           %s
-  gRPC (Go SDK: vigil.v1.Write, docs/sdk.md; internal APIs): %s
-Stop with Ctrl-C (SIGTERM flushes to disk).
-`, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.registryEndpoints(), loopbackHost(n.grpcLn.Addr()))
+`, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.registryEndpoints())
+		n.printGRPC(w)
+		fmt.Fprintln(w, "Stop with Ctrl-C (SIGTERM flushes to disk).")
 		return
 	}
 	fmt.Fprintf(w, "Vigil is running (target %s).\n", n.cfg.Target)
@@ -610,8 +664,8 @@ Stop with Ctrl-C (SIGTERM flushes to disk).
 	}
 	if n.roles["distributor"] {
 		fmt.Fprintf(w, "  Prometheus remote write:          %s/api/v1/write\n", n.httpURL)
-		fmt.Fprintf(w, "  gRPC (Go SDK vigil.v1.Write):     %s\n", loopbackHost(n.grpcLn.Addr()))
 	}
+	n.printGRPC(w)
 	if n.ring != nil {
 		fmt.Fprintf(w, "  Ring:                             %s/ring\n", n.httpURL)
 	}
@@ -622,6 +676,43 @@ Stop with Ctrl-C (SIGTERM flushes to disk).
 		fmt.Fprintf(w, "  etcd:                             %s\n", n.etcdURL())
 	}
 	fmt.Fprintf(w, "  Metrics:                          %s/metrics\n", n.httpURL)
+}
+
+// printGRPC prints the address of the public gRPC API (docs/sdk.md) with
+// the services this node serves, and that of the internal RPCs.
+func (n *node) printGRPC(w io.Writer) {
+	if n.grpcLn == nil {
+		return
+	}
+	var svcs []string
+	if n.roles["distributor"] {
+		svcs = append(svcs, "Write")
+	}
+	if n.roles["querier"] {
+		svcs = append(svcs, "Query")
+	}
+	if n.registry != nil {
+		svcs = append(svcs, "Targets")
+	}
+	internal := loopbackHost(n.grpcLn.Addr())
+	if len(svcs) == 0 {
+		fmt.Fprintf(w, "  gRPC (internal APIs):             %s\n", internal)
+		return
+	}
+	label := "Go SDK, gRPC (vigil.v1 " + strings.Join(svcs, ", ") + "):"
+	if n.publicLn == nil {
+		fmt.Fprintf(w, "  %s %s   (also the internal APIs; docs/sdk.md)\n", label, internal)
+		return
+	}
+	how := "plaintext"
+	if n.cfg.SDK.TLSCertFile != "" {
+		how = "TLS"
+	}
+	if n.cfg.SDK.BearerTokenFile != "" {
+		how += ", bearer tokens"
+	}
+	fmt.Fprintf(w, "  %s %s   (%s; docs/sdk.md)\n", label, loopbackHost(n.publicLn.Addr()), how)
+	fmt.Fprintf(w, "  gRPC (internal APIs):             %s\n", internal)
 }
 
 // singleClient is the single node's only ingester.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-tsdb/vigil/sdk"
 )
 
@@ -51,7 +53,7 @@ func waitQuery(t *testing.T, base, q, want string) {
 // TestSDKWrite writes through the public gRPC API with the Go SDK into the
 // real single node and reads the samples back through PromQL: a round
 // trip, idempotent retries, each class of bad input, and a stream of
-// 100,000 samples, every one verified.
+// 1,000,000 samples, every one verified.
 func TestSDKWrite(t *testing.T) {
 	grpcAddr := freeAddr(t)
 	base, stop := startSDKNode(t, grpcAddr)
@@ -124,8 +126,10 @@ func TestSDKWrite(t *testing.T) {
 	})
 
 	t.Run("stream", func(t *testing.T) {
-		const batches, seriesPer, samplesPer = 20, 100, 50 // 100,000 samples
-		start := now - 3_600_000
+		const batches, seriesPer, samplesPer = 100, 200, 50 // 1,000,000 samples
+		// 30 minutes back: well inside the out-of-order window (1 h) for
+		// the whole stream, which takes ~10 s under the race detector.
+		start := now - 1_800_000
 		var all iter.Seq[[]sdk.Series] = func(yield func([]sdk.Series) bool) {
 			for b := range batches {
 				batch := make([]sdk.Series, seriesPer)
@@ -147,7 +151,7 @@ func TestSDKWrite(t *testing.T) {
 			t.Fatalf("write stream: %+v, %v", res, err)
 		}
 		// Every series has its 50 samples, and the values sum to
-		// 0 + 1 + … + 99,999: none lost, none changed.
+		// 0 + 1 + … + 999,999: none lost, none changed.
 		waitQuery(t, base, `count(count_over_time(sdk_stream[2h]) == 50)`, strconv.Itoa(batches*seriesPer))
 		waitQuery(t, base, `sum(sum_over_time(sdk_stream[2h]))`, strconv.Itoa((batches*seriesPer*samplesPer-1)*batches*seriesPer*samplesPer/2))
 	})
@@ -224,7 +228,9 @@ func TestSDKWriter(t *testing.T) {
 	t.Run("delivers everything", func(t *testing.T) {
 		var rejected atomic.Int64
 		w := c.NewWriter(sdk.WriterOptions{MaxBatchSamples: 1000, FlushInterval: 50 * time.Millisecond, MaxBufferedSamples: 3000,
-			OnRejected: func(r sdk.WriteResult) { rejected.Add(r.Rejected) }})
+			OnRejected: func(r sdk.WriteResult) { rejected.Add(r.Rejected) }, Name: "deliver"})
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(w.Collector())
 		const goroutines, seriesPer, samplesPer = 4, 50, 100 // 20,000 samples
 		var wg sync.WaitGroup
 		for g := range goroutines {
@@ -245,8 +251,24 @@ func TestSDKWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := w.Stats()
-		if st.Added != 20_000 || st.Stored != 20_000 || st.Failed != 0 || st.Batches < 20 || rejected.Load() != 0 {
+		if st.Added != 20_000 || st.Stored != 20_000 || st.Failed != 0 || st.Buffered != 0 || st.Batches < 20 || rejected.Load() != 0 {
 			t.Fatalf("stats %+v, %d rejected", st, rejected.Load())
+		}
+		for _, m := range []struct {
+			name  string
+			label string
+			want  float64
+		}{
+			{"vigil_sdk_writer_samples_added_total", "", 20_000},
+			{"vigil_sdk_writer_samples_total", "stored", 20_000},
+			{"vigil_sdk_writer_samples_total", "failed", 0},
+			{"vigil_sdk_writer_buffered_samples", "", 0},
+			{"vigil_sdk_writer_batches_total", "ok", float64(st.Batches)},
+			{"vigil_sdk_writer_batch_duration_seconds", "", float64(st.Batches)}, // the histogram's count
+		} {
+			if got := gatherValue(t, reg, m.name, "deliver", m.label); got != m.want {
+				t.Errorf("%s{writer=\"deliver\",result=%q} = %g, want %g", m.name, m.label, got, m.want)
+			}
 		}
 		if err := w.Add(ctx, sdk.Labels("__name__", "x"), now, 1); !errors.Is(err, sdk.ErrClosed) {
 			t.Fatalf("Add after Close: %v", err)
@@ -337,6 +359,9 @@ func TestSDKWriter(t *testing.T) {
 		if err := w.Add(short, sdk.Labels("__name__", "x"), now+20, 1); !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "buffer full") {
 			t.Fatalf("Add with a full buffer: %v", err)
 		}
+		if st := w.Stats(); st.Buffered != 20 || st.Blocked < 150*time.Millisecond {
+			t.Fatalf("full buffer: stats %+v, want 20 buffered and Add blocked about 200ms", st)
+		}
 		closeCtx, cancelClose := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancelClose()
 		start := time.Now()
@@ -344,5 +369,42 @@ func TestSDKWriter(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "20 samples in 2 batches not written") || time.Since(start) > 10*time.Second {
 			t.Fatalf("close: %v after %s", err, time.Since(start))
 		}
+		if st := w.Stats(); st.Buffered != 0 || st.Failed != 20 || st.FailedBatches != 2 {
+			t.Fatalf("after close: stats %+v", st)
+		}
 	})
+}
+
+// gatherValue returns the value (a histogram's count) of the metric with
+// labels writer and, if not empty, result.
+func gatherValue(t *testing.T, g prometheus.Gatherer, name, writer, result string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["writer"] != writer || labels["result"] != result {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	t.Fatalf("no metric %s{writer=%q,result=%q}", name, writer, result)
+	return 0
 }
