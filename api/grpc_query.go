@@ -44,8 +44,10 @@ func (s *QueryServer) Query(ctx context.Context, req *vigilv1.QueryRequest) (*vi
 
 // QueryRange implements vigilv1.QueryServer.
 func (s *QueryServer) QueryRange(ctx context.Context, req *vigilv1.QueryRangeRequest) (*vigilv1.QueryResponse, error) {
-	// A step beyond what a Duration holds is as good as the longest one.
-	step := time.Duration(min(req.StepMs, math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
+	// A step beyond what a Duration holds is as good as the longest one;
+	// one not positive is refused by the shared check (as 0, so that a
+	// very negative one cannot overflow into a positive one).
+	step := time.Duration(min(max(req.StepMs, 0), math.MaxInt64/int64(time.Millisecond))) * time.Millisecond
 	p := queryParams{query: req.Expr, isRange: true, start: time.UnixMilli(req.StartMs).UTC(), end: time.UnixMilli(req.EndMs).UTC(), step: step}
 	return s.query(ctx, "QueryRange", p, req.Limit, req.Resolution, req.Timeout)
 }

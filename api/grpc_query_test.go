@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,13 @@ func TestQueryServer(t *testing.T) {
 	_, err = s.QueryRange(ctx, &vigilv1.QueryRangeRequest{Expr: "up", StartMs: 2, EndMs: 1, StepMs: 1})
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || st.Message() != `invalid parameter "end": end timestamp must not be before start time` {
 		t.Errorf("start after end: %v", err)
+	}
+	// A step so negative that milliseconds × 1e6 would wrap to positive.
+	for _, step := range []int64{-1, math.MinInt64, -9_223_372_036_855} {
+		_, err = s.QueryRange(ctx, &vigilv1.QueryRangeRequest{Expr: "up", StartMs: 1, EndMs: 2, StepMs: step})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "zero or negative query resolution step") {
+			t.Errorf("step %d: %v", step, err)
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ func (r *Registry) Register(ctx context.Context, t Target, ttl time.Duration) (u
 	if err != nil {
 		return nil, err
 	}
-	lease, err := r.putLeased(ctx, key, val, secs)
+	lease, err := r.putLeased(ctx, key, val, secs, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +53,9 @@ func (r *Registry) Register(ctx context.Context, t Target, ttl time.Duration) (u
 	}, nil
 }
 
-// putLeased grants a lease and writes key under it unless key is static.
-func (r *Registry) putLeased(ctx context.Context, key, val string, secs int64) (clientv3.LeaseID, error) {
+// putLeased grants a lease and writes key under it unless key is static,
+// with the operations extra returns for the lease in the same transaction.
+func (r *Registry) putLeased(ctx context.Context, key, val string, secs int64, extra func(clientv3.LeaseID) []clientv3.Op) (clientv3.LeaseID, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
 	defer cancel()
 	g, err := r.client.Grant(ctx, secs)
@@ -63,7 +64,7 @@ func (r *Registry) putLeased(ctx context.Context, key, val string, secs int64) (
 	}
 	resp, err := r.client.Txn(ctx).
 		If(clientv3.Compare(clientv3.Version(key), ">", 0), clientv3.Compare(clientv3.LeaseValue(key), "=", 0)).
-		Else(clientv3.OpPut(key, val, clientv3.WithLease(g.ID))).
+		Else(append([]clientv3.Op{clientv3.OpPut(key, val, clientv3.WithLease(g.ID))}, extraOps(extra, g.ID)...)...).
 		Commit()
 	if err == nil && resp.Succeeded {
 		err = fmt.Errorf("register %s: %w", key, ErrStaticTarget)
@@ -75,6 +76,13 @@ func (r *Registry) putLeased(ctx context.Context, key, val string, secs int64) (
 		return 0, err
 	}
 	return g.ID, nil
+}
+
+func extraOps(extra func(clientv3.LeaseID) []clientv3.Op, id clientv3.LeaseID) []clientv3.Op {
+	if extra == nil {
+		return nil
+	}
+	return extra(id)
 }
 
 // keepRegistered keeps key alive until ctx ends, then revokes its lease.
@@ -98,7 +106,7 @@ func (r *Registry) keepRegistered(ctx context.Context, key, val string, secs int
 				return nil // the old lease is gone, nothing to revoke
 			}
 			backoff = min(2*backoff, r.cfg.MaxRetryBackoff)
-			lease, err = r.putLeased(ctx, key, val, secs)
+			lease, err = r.putLeased(ctx, key, val, secs, nil)
 			if err == nil {
 				backoff = r.cfg.RetryBackoff
 				break

@@ -39,16 +39,16 @@ func (s *TargetsServer) Register(ctx context.Context, req *vigilv1.RegisterReque
 	if err := req.GetTtl().CheckValid(); err != nil {
 		return nil, targetsStatus(ctx, fmt.Errorf("%w: ttl: %w", ErrInvalidTarget, err))
 	}
-	lease, key, ttl, err := s.r.RegisterLease(ctx, t, req.GetTtl().AsDuration())
+	lease, key, secret, ttl, err := s.r.RegisterLease(ctx, t, req.GetTtl().AsDuration())
 	if err != nil {
 		return nil, targetsStatus(ctx, err)
 	}
-	return &vigilv1.RegisterResponse{LeaseId: int64(lease), Key: key, Ttl: durationpb.New(ttl)}, nil
+	return &vigilv1.RegisterResponse{LeaseId: int64(lease), Key: key, Ttl: durationpb.New(ttl), Secret: secret}, nil
 }
 
 // KeepAlive implements vigilv1.TargetsServer.
 func (s *TargetsServer) KeepAlive(ctx context.Context, req *vigilv1.KeepAliveRequest) (*vigilv1.KeepAliveResponse, error) {
-	ttl, err := s.r.KeepAliveLease(ctx, clientv3.LeaseID(req.GetLeaseId()))
+	ttl, err := s.r.KeepAliveLease(ctx, clientv3.LeaseID(req.GetLeaseId()), req.GetSecret())
 	if err != nil {
 		return nil, targetsStatus(ctx, err)
 	}
@@ -57,7 +57,7 @@ func (s *TargetsServer) KeepAlive(ctx context.Context, req *vigilv1.KeepAliveReq
 
 // Unregister implements vigilv1.TargetsServer.
 func (s *TargetsServer) Unregister(ctx context.Context, req *vigilv1.UnregisterRequest) (*vigilv1.UnregisterResponse, error) {
-	if err := s.r.RevokeLease(ctx, clientv3.LeaseID(req.GetLeaseId())); err != nil {
+	if err := s.r.RevokeLease(ctx, clientv3.LeaseID(req.GetLeaseId()), req.GetSecret()); err != nil {
 		return nil, targetsStatus(ctx, err)
 	}
 	return &vigilv1.UnregisterResponse{}, nil

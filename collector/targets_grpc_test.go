@@ -97,8 +97,8 @@ func TestTargetsServerLeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantKey := r.TargetKey("svc", "127.0.0.1:9300%2Fm")
-	if resp.Key != wantKey || resp.LeaseId == 0 || resp.Ttl.AsDuration() != 5*time.Second {
-		t.Fatalf("register: %+v, want key %s and a 5s lease", resp, wantKey)
+	if resp.Key != wantKey || resp.LeaseId == 0 || resp.Ttl.AsDuration() != 5*time.Second || len(resp.Secret) != 32 {
+		t.Fatalf("register: %+v, want key %s, a 5s lease and a 128-bit secret", resp, wantKey)
 	}
 	s, err := r.List(ctx)
 	if err != nil || len(s.Targets) != 1 {
@@ -109,7 +109,7 @@ func TestTargetsServerLeaseLifecycle(t *testing.T) {
 		t.Fatalf("stored target %+v (url %s)", got, got.URL())
 	}
 	time.Sleep(1500 * time.Millisecond)
-	ka, err := tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId})
+	ka, err := tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId, Secret: resp.Secret})
 	if err != nil || ka.Ttl.AsDuration() != 5*time.Second {
 		t.Fatalf("keep alive: %+v, %v", ka, err)
 	}
@@ -117,21 +117,36 @@ func TestTargetsServerLeaseLifecycle(t *testing.T) {
 	if err != nil || ttl.TTL < 4 {
 		t.Fatalf("after keep alive the lease has %+v, %v; want about 5s left", ttl, err)
 	}
-	if _, err := tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId}); err != nil {
+	if _, err := tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId, Secret: resp.Secret}); err != nil {
 		t.Fatal(err)
 	}
 	if present(t, r, "svc", "127.0.0.1:9300%2Fm") {
 		t.Fatal("target present after Unregister returned")
 	}
-	_, err = tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId})
+	_, err = tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId, Secret: resp.Secret})
 	wantCode(t, "second unregister", err, codes.NotFound, "lease not found")
-	_, err = tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId})
+	_, err = tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId, Secret: resp.Secret})
 	wantCode(t, "keep alive after unregister", err, codes.NotFound, "lease not found")
+
+	// A lease left to expire: gone with its target, and NotFound even
+	// with the right secret.
+	resp, err = tc.Register(ctx, &vigilv1.RegisterRequest{Target: &vigilv1.Target{Job: "svc", Address: "expiring:1"}, Ttl: durationpb.New(5 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); present(t, r, "svc", "expiring:1"); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("target of a 5s lease still present after 15s")
+		}
+	}
+	_, err = tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId, Secret: resp.Secret})
+	wantCode(t, "keep alive after expiry", err, codes.NotFound, "lease not found")
 }
 
 // TestTargetsServerForeignLeases: KeepAlive and Unregister act only on
-// leases holding a target of the registry; every other lease is NotFound
-// and keeps its keys and its ttl.
+// leases Register granted, presented with their secret; every other lease
+// (another subsystem's, a node's self-registration, a registration with
+// the wrong secret) is NotFound and keeps its keys and its ttl.
 func TestTargetsServerForeignLeases(t *testing.T) {
 	ctx := testCtx(t)
 	c := newTestClient(t, etcdEndpoint)
@@ -179,6 +194,45 @@ func TestTargetsServerForeignLeases(t *testing.T) {
 	}
 	_, err := tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: 0x7fff_0000_dead_beef})
 	wantCode(t, "never granted", err, codes.NotFound, "lease not found")
+
+	// A target key held by a lease the service did not grant: a node's
+	// self-registration (Registry.Register).
+	unregister, err := r.Register(ctx, Target{Job: "vigil", Address: "127.0.0.1:9009"}, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unregister(ctx)
+	self, err := c.Get(ctx, r.TargetKey("vigil", "127.0.0.1:9009"))
+	if err != nil || len(self.Kvs) != 1 || self.Kvs[0].Lease == 0 {
+		t.Fatalf("self-registration: %+v, %v", self, err)
+	}
+	_, err = tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: self.Kvs[0].Lease})
+	wantCode(t, "self-registration: unregister", err, codes.NotFound, "lease not found")
+	if !present(t, r, "vigil", "127.0.0.1:9009") {
+		t.Error("self-registration: target gone after a refused Unregister")
+	}
+
+	// A registration presented with a wrong or no secret.
+	resp, err := tc.Register(ctx, &vigilv1.RegisterRequest{Target: &vigilv1.Target{Job: "svc", Address: "guess:1"}, Ttl: durationpb.New(60 * time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // so that a refresh would show
+	for _, secret := range []string{"", strings.Repeat("0", 32), resp.Secret[:31] + "x"} {
+		_, err = tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId, Secret: secret})
+		wantCode(t, "wrong secret: keep alive", err, codes.NotFound, "lease not found")
+		_, err = tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId, Secret: secret})
+		wantCode(t, "wrong secret: unregister", err, codes.NotFound, "lease not found")
+	}
+	if ttl, err := c.TimeToLive(ctx, clientv3.LeaseID(resp.LeaseId)); err != nil || ttl.TTL <= 0 || ttl.TTL > 58 {
+		t.Errorf("wrong secret: lease %+v, %v; want alive and not refreshed", ttl, err)
+	}
+	if !present(t, r, "svc", "guess:1") {
+		t.Error("wrong secret: target gone")
+	}
+	if _, err := tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId, Secret: resp.Secret}); err != nil {
+		t.Errorf("the right secret: %v", err)
+	}
 }
 
 // TestTargetsServerUnavailable: etcd that does not answer is Unavailable.
@@ -196,8 +250,8 @@ func TestTargetsServerUnavailable(t *testing.T) {
 	defer p.setDown(false)
 	_, err = tc.Register(ctx, &vigilv1.RegisterRequest{Target: &vigilv1.Target{Job: "svc", Address: "b:1"}, Ttl: durationpb.New(5 * time.Second)})
 	wantCode(t, "register", err, codes.Unavailable, "deadline exceeded")
-	_, err = tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId})
+	_, err = tc.KeepAlive(ctx, &vigilv1.KeepAliveRequest{LeaseId: resp.LeaseId, Secret: resp.Secret})
 	wantCode(t, "keep alive", err, codes.Unavailable, "read lease")
-	_, err = tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId})
+	_, err = tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: resp.LeaseId, Secret: resp.Secret})
 	wantCode(t, "unregister", err, codes.Unavailable, "read lease")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -25,13 +26,20 @@ type WriteServer struct {
 	vigilv1.UnimplementedWriteServer
 	d         *Distributor
 	streamMax time.Duration
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
 }
 
 // NewWriteServer returns the vigil.v1.Write service of d. A WriteStream
 // open longer than streamMax ends with ResourceExhausted.
 func NewWriteServer(d *Distributor, streamMax time.Duration) *WriteServer {
-	return &WriteServer{d: d, streamMax: streamMax}
+	return &WriteServer{d: d, streamMax: streamMax, draining: make(chan struct{})}
 }
+
+// Drain ends the open WriteStreams with Unavailable (the client sends the
+// stream again, to another node): at shutdown, so that a client's idle
+// stream does not hold the gRPC server's graceful stop.
+func (s *WriteServer) Drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // Write implements vigilv1.WriteServer.
 func (s *WriteServer) Write(ctx context.Context, req *vigilv1.WriteRequest) (*vigilv1.WriteResponse, error) {
@@ -43,25 +51,51 @@ func (s *WriteServer) Write(ctx context.Context, req *vigilv1.WriteRequest) (*vi
 }
 
 // WriteStream implements vigilv1.WriteServer: each message is pushed as it
-// arrives; the answer sums them. A stream open longer than streamMax ends
-// with ResourceExhausted (without RetryInfo: sending the same stream again
-// would end the same way), so that the client never takes a stream cut
-// short for a complete one.
+// arrives; the answer sums them. A stream open longer than streamMax,
+// idle or not, ends with ResourceExhausted (without RetryInfo: sending the
+// same stream again would end the same way), so that the client never
+// takes a stream cut short for a complete one.
 func (s *WriteServer) WriteStream(stream vigilv1.Write_WriteStreamServer) error {
+	type received struct {
+		req *vigilv1.WriteRequest
+		err error
+	}
+	ctx := stream.Context()
+	msgs := make(chan received)
+	go func() { // the only caller of Recv; it ends with the stream
+		for {
+			req, err := stream.Recv()
+			select {
+			case msgs <- received{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	limit := time.NewTimer(s.streamMax)
+	defer limit.Stop()
 	var sum model.PushResult
-	deadline := time.Now().Add(s.streamMax)
 	for i := 0; ; i++ {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
+		var m received
+		select {
+		case m = <-msgs:
+		case <-limit.C:
+			return status.Errorf(codes.ResourceExhausted, "stream open longer than %s (-sdk.stream-max-duration) after %d messages: write the rest in a new stream; %d samples of those messages were stored", s.streamMax, i, sum.Stored)
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.draining:
+			return status.Errorf(codes.Unavailable, "message %d: the node is shutting down: send the stream again", i)
+		}
+		if errors.Is(m.err, io.EOF) {
 			return stream.SendAndClose(writeResponse(sum))
 		}
-		if err != nil {
-			return err
+		if m.err != nil {
+			return m.err
 		}
-		if time.Now().After(deadline) {
-			return status.Errorf(codes.ResourceExhausted, "message %d: stream open longer than %s (-sdk.stream-max-duration): write the rest in a new stream; %d samples of the earlier messages were stored", i, s.streamMax, sum.Stored)
-		}
-		res, err := s.push(stream.Context(), req)
+		res, err := s.push(ctx, m.req)
 		if err != nil {
 			return writeStatus(fmt.Errorf("message %d: %w", i, err))
 		}

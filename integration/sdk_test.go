@@ -43,9 +43,11 @@ func TestSDKKilledDistributor(t *testing.T) {
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
+			var once sync.Once // Done even if the writer gives up early
+			defer once.Do(reached.Done)
 			for r := range rounds {
 				if r == killAt {
-					reached.Done()
+					once.Do(reached.Done)
 					<-killed
 				}
 				batch := make([]sdk.Series, seriesPer)

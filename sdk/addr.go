@@ -30,10 +30,13 @@ func dialTarget(addr string) (string, []grpc.DialOption, error) {
 		if a == "" {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
 			return "", nil, fmt.Errorf("address %q in the list: %w", a, err)
 		}
-		addrs = append(addrs, resolver.Address{Addr: a})
+		// ServerName: TLS checks each node's certificate against its own
+		// host, not against the list's made-up authority.
+		addrs = append(addrs, resolver.Address{Addr: a, ServerName: host})
 	}
 	r := manual.NewBuilderWithScheme("vigil-list")
 	r.InitialState(resolver.State{Addresses: addrs})

@@ -103,7 +103,7 @@ func ExampleWriter() {
 	w := c.NewWriter(sdk.WriterOptions{MaxBatchSamples: 500, FlushInterval: time.Second})
 	now := time.Now().UnixMilli()
 	for i := range 2000 {
-		labels := sdk.Labels("__name__", "example_queue_depth", "queue", strconv.Itoa(i%20))
+		labels := sdk.Labels("__name__", "example_writer_queue_depth", "queue", strconv.Itoa(i%20))
 		if err := w.Add(ctx, labels, now-int64(i/20)*1000, float64(i)); err != nil {
 			log.Fatal(err)
 		}

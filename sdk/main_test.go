@@ -5,6 +5,8 @@ import (
 	"os"
 	"testing"
 
+	"go.uber.org/goleak"
+
 	"github.com/vigil-tsdb/vigil/internal/vigiltest"
 )
 
@@ -34,6 +36,12 @@ func runTests(m *testing.M) int {
 	if err := n.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "sdk examples: stop vigil:", err)
 		code = 1
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "sdk: leaked goroutines:", err)
+			code = 1
+		}
 	}
 	return code
 }

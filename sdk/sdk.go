@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -19,9 +20,11 @@ import (
 
 // Client is a connection to Vigil. It is safe for concurrent use.
 type Client struct {
-	conn  *grpc.ClientConn
-	write vigilv1.WriteClient
-	opts  options
+	conn      *grpc.ClientConn
+	write     vigilv1.WriteClient
+	opts      options
+	closing   chan struct{} // closed by Close: Registrations stop
+	closeOnce sync.Once
 }
 
 // Option configures New.
@@ -33,6 +36,7 @@ type options struct {
 	backoffMax   time.Duration
 	dialOptions  []grpc.DialOption
 	maxSendBytes int
+	maxRecvBytes int
 	tls          *tls.Config // nil: plaintext
 	token        string      // bearer token; empty: none
 }
@@ -60,7 +64,7 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 // Calls go round robin over the nodes, and a retry goes to another node
 // when one is down. It does not connect until the first call.
 func New(addr string, opts ...Option) (*Client, error) {
-	o := options{maxRetries: 5, backoffBase: 100 * time.Millisecond, backoffMax: 5 * time.Second, maxSendBytes: 64 << 20}
+	o := options{maxRetries: 5, backoffBase: 100 * time.Millisecond, backoffMax: 5 * time.Second, maxSendBytes: 64 << 20, maxRecvBytes: 64 << 20}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -68,17 +72,24 @@ func New(addr string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vigil sdk: client of %q: %w", addr, err)
 	}
-	dial = append(append(dial, o.transportOptions()...), grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(o.maxSendBytes)))
+	dial = append(append(dial, o.transportOptions()...),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(o.maxSendBytes), grpc.MaxCallRecvMsgSize(o.maxRecvBytes)))
 	dial = append(dial, o.dialOptions...)
 	conn, err := grpc.NewClient(target, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("vigil sdk: client of %q: %w", addr, err)
 	}
-	return &Client{conn: conn, write: vigilv1.NewWriteClient(conn), opts: o}, nil
+	return &Client{conn: conn, write: vigilv1.NewWriteClient(conn), opts: o, closing: make(chan struct{})}, nil
 }
 
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the connection. Registrations made through c stop keeping
+// their leases alive (Err returns ErrClientClosed) without unregistering:
+// their targets expire after their ttl. Close them first to remove them
+// at once.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	return c.conn.Close()
+}
 
 // Label is a label of a series.
 type Label struct{ Name, Value string }
@@ -273,6 +284,9 @@ var (
 	// ErrUnavailable classifies failures where nothing was acknowledged
 	// and a later try may succeed (no write quorum, overload, timeout).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrClientClosed is a Registration's Err after its Client was
+	// closed.
+	ErrClientClosed = errors.New("vigil sdk: client closed")
 	// ErrDenied classifies calls the server refused for their
 	// credentials: a missing or unknown bearer token (WithBearerToken).
 	ErrDenied = errors.New("permission denied")

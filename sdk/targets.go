@@ -64,6 +64,7 @@ type Registration struct {
 	tc     vigilv1.TargetsClient
 	key    string
 	lease  int64
+	secret string // the server's proof that the lease is ours
 	ttl    time.Duration
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the keep-alives stop
@@ -89,7 +90,9 @@ func (c *Client) RegisterTarget(ctx context.Context, t Target, ttl time.Duration
 	tc := vigilv1.NewTargetsClient(c.conn)
 	req := &vigilv1.RegisterRequest{Target: toProtoTarget(t), Ttl: durationpb.New(ttl)}
 	var resp *vigilv1.RegisterResponse
+	var sent time.Time // of the attempt that succeeded: the lease is no older
 	err := c.retry(ctx, "register target", func(ctx context.Context) (err error) {
+		sent = time.Now()
 		resp, err = tc.Register(ctx, req)
 		return err
 	})
@@ -100,8 +103,8 @@ func (c *Client) RegisterTarget(ctx context.Context, t Target, ttl time.Duration
 		ttl = granted
 	}
 	kctx, cancel := context.WithCancelCause(ctx)
-	r := &Registration{c: c, tc: tc, key: resp.GetKey(), lease: resp.GetLeaseId(), ttl: ttl, cancel: cancel, done: make(chan struct{})}
-	go r.keepAlive(kctx, time.Now())
+	r := &Registration{c: c, tc: tc, key: resp.GetKey(), lease: resp.GetLeaseId(), secret: resp.GetSecret(), ttl: ttl, cancel: cancel, done: make(chan struct{})}
+	go r.keepAlive(kctx, sent)
 	return r, nil
 }
 
@@ -140,7 +143,7 @@ func (r *Registration) Close(ctx context.Context) error {
 		r.cancel(errClosing)
 		<-r.done // prompt: the loop's calls use the cancelled context
 		err := r.c.retry(ctx, "unregister target", func(ctx context.Context) error {
-			_, err := r.tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: r.lease})
+			_, err := r.tc.Unregister(ctx, &vigilv1.UnregisterRequest{LeaseId: r.lease, Secret: r.secret})
 			return err
 		})
 		var e *Error
@@ -167,6 +170,9 @@ func (r *Registration) keepAlive(ctx context.Context, lastOK time.Time) {
 				r.err = cause
 			}
 			return
+		case <-r.c.closing:
+			r.err = ErrClientClosed
+			return
 		case <-timer.C:
 		}
 		start := time.Now()
@@ -176,7 +182,7 @@ func (r *Registration) keepAlive(ctx context.Context, lastOK time.Time) {
 		err := r.c.retry(kctx, "keep alive", func(ctx context.Context) error {
 			actx, acancel := context.WithTimeout(ctx, every)
 			defer acancel()
-			_, err := r.tc.KeepAlive(actx, &vigilv1.KeepAliveRequest{LeaseId: r.lease})
+			_, err := r.tc.KeepAlive(actx, &vigilv1.KeepAliveRequest{LeaseId: r.lease, Secret: r.secret})
 			return err
 		})
 		cancel()

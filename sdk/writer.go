@@ -63,6 +63,7 @@ type Writer struct {
 	stats    WriterStats
 
 	batchDuration prometheus.Histogram // of Collector
+	descs         writerDescs
 }
 
 // WriterStats counts what a Writer did.
@@ -108,7 +109,7 @@ func (c *Client) NewWriter(opts WriterOptions) *Writer {
 	w := &Writer{
 		c: c, opts: opts, sem: semaphore.NewWeighted(int64(opts.MaxBufferedSamples)),
 		ctx: ctx, cancel: cancel, queue: make(chan *batch, opts.Concurrency),
-		inFlight: map[int]bool{}, changed: make(chan struct{}),
+		inFlight: map[int]bool{}, changed: make(chan struct{}), descs: newWriterDescs(opts.Name),
 		batchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:        "vigil_sdk_writer_batch_duration_seconds",
 			Help:        "Time to write one batch, retries included.",

@@ -19,36 +19,46 @@ func (w *Writer) Collector() prometheus.Collector { return (*writerCollector)(w)
 
 type writerCollector Writer
 
-var (
-	writerAddedDesc    = prometheus.NewDesc("vigil_sdk_writer_samples_added_total", "Samples given to the Writer's Add.", []string{"writer"}, nil)
-	writerSamplesDesc  = prometheus.NewDesc("vigil_sdk_writer_samples_total", "Samples the Writer finished, by result: stored, duplicate (already stored), rejected (refused by the server one by one), failed (their batch failed after retries).", []string{"writer", "result"}, nil)
-	writerBufferedDesc = prometheus.NewDesc("vigil_sdk_writer_buffered_samples", "Samples added and not yet finished; Add blocks at MaxBufferedSamples.", []string{"writer"}, nil)
-	writerBatchesDesc  = prometheus.NewDesc("vigil_sdk_writer_batches_total", "Batches the Writer finished, by result: ok or failed.", []string{"writer", "result"}, nil)
-	writerBlockedDesc  = prometheus.NewDesc("vigil_sdk_writer_add_blocked_seconds_total", "Time Add waited for buffer space (backpressure).", []string{"writer"}, nil)
-)
+// writerDescs are a Writer's metric descriptions, with its name as a
+// constant label (so that several Writers' collectors can share a
+// registry).
+type writerDescs struct {
+	added, samples, buffered, batches, blocked *prometheus.Desc
+}
+
+func newWriterDescs(name string) writerDescs {
+	l := prometheus.Labels{"writer": name}
+	return writerDescs{
+		added:    prometheus.NewDesc("vigil_sdk_writer_samples_added_total", "Samples given to the Writer's Add.", nil, l),
+		samples:  prometheus.NewDesc("vigil_sdk_writer_samples_total", "Samples the Writer finished, by result: stored, duplicate (already stored), rejected (refused by the server one by one), failed (their batch failed after retries).", []string{"result"}, l),
+		buffered: prometheus.NewDesc("vigil_sdk_writer_buffered_samples", "Samples added and not yet finished; Add blocks at MaxBufferedSamples.", nil, l),
+		batches:  prometheus.NewDesc("vigil_sdk_writer_batches_total", "Batches the Writer finished, by result: ok or failed.", []string{"result"}, l),
+		blocked:  prometheus.NewDesc("vigil_sdk_writer_add_blocked_seconds_total", "Time Add waited for buffer space (backpressure).", nil, l),
+	}
+}
 
 func (c *writerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{writerAddedDesc, writerSamplesDesc, writerBufferedDesc, writerBatchesDesc, writerBlockedDesc} {
-		ch <- d
+	d := c.descs
+	for _, desc := range []*prometheus.Desc{d.added, d.samples, d.buffered, d.batches, d.blocked} {
+		ch <- desc
 	}
 	c.batchDuration.Describe(ch)
 }
 
 func (c *writerCollector) Collect(ch chan<- prometheus.Metric) {
 	w := (*Writer)(c)
-	s := w.Stats()
-	name := w.opts.Name
-	counter := func(d *prometheus.Desc, v float64, lvs ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{name}, lvs...)...)
+	s, d := w.Stats(), c.descs
+	counter := func(desc *prometheus.Desc, v float64, lvs ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, v, lvs...)
 	}
-	counter(writerAddedDesc, float64(s.Added))
-	counter(writerSamplesDesc, float64(s.Stored), "stored")
-	counter(writerSamplesDesc, float64(s.Duplicates), "duplicate")
-	counter(writerSamplesDesc, float64(s.Rejected), "rejected")
-	counter(writerSamplesDesc, float64(s.Failed), "failed")
-	counter(writerBatchesDesc, float64(s.Batches-s.FailedBatches), "ok")
-	counter(writerBatchesDesc, float64(s.FailedBatches), "failed")
-	counter(writerBlockedDesc, s.Blocked.Seconds())
-	ch <- prometheus.MustNewConstMetric(writerBufferedDesc, prometheus.GaugeValue, float64(s.Buffered), name)
+	counter(d.added, float64(s.Added))
+	counter(d.samples, float64(s.Stored), "stored")
+	counter(d.samples, float64(s.Duplicates), "duplicate")
+	counter(d.samples, float64(s.Rejected), "rejected")
+	counter(d.samples, float64(s.Failed), "failed")
+	counter(d.batches, float64(s.Batches-s.FailedBatches), "ok")
+	counter(d.batches, float64(s.FailedBatches), "failed")
+	counter(d.blocked, s.Blocked.Seconds())
+	ch <- prometheus.MustNewConstMetric(d.buffered, prometheus.GaugeValue, float64(s.Buffered))
 	c.batchDuration.Collect(ch)
 }

@@ -87,6 +87,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	roles := cfg.nodeRoles()
 	cluster := cfg.clusterMode()
 	start := time.Now()
+	// SIGHUP re-reads the public API's tokens and certificate. Caught from
+	// the start to after the last flush: its default action would kill the
+	// process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	n := &node{cfg: cfg, roles: roles, cluster: cluster, logger: logger, reg: reg}
 	defer n.close()
 	if err := n.start(ctx, flags); err != nil {
@@ -95,10 +101,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	n.serve(g, gctx)
-	// SIGHUP re-reads the public API's tokens and certificate.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	g.Go(func() error {
 		for {
 			select {
@@ -152,6 +154,7 @@ type node struct {
 	public     *publicAPI   // what the public gRPC API's services share
 	publicLn   net.Listener // -sdk.listen-address, when set
 	publicSrv  *grpc.Server // the server of the public API: its own, or grpcSrv
+	writeSrv   *distributor.WriteServer
 	httpLn     net.Listener
 	httpSrv    *http.Server
 	httpURL    string
@@ -191,14 +194,14 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 			return err
 		}
 		if cfg.SDK.ListenAddress == "" {
-			n.grpcSrv = grpc.NewServer(n.public.serverOptions(false)...)
+			n.grpcSrv = grpc.NewServer(n.public.serverOptions(false, n.roles)...)
 			n.publicSrv = n.grpcSrv
 		} else {
 			n.grpcSrv = grpc.NewServer(ingesterpb.ServerOptions()...)
 			if n.publicLn, err = net.Listen("tcp", cfg.SDK.ListenAddress); err != nil {
 				return fmt.Errorf("listen on public gRPC address %s: %w", cfg.SDK.ListenAddress, err)
 			}
-			n.publicSrv = grpc.NewServer(n.public.serverOptions(cfg.SDK.TLSCertFile != "")...)
+			n.publicSrv = grpc.NewServer(n.public.serverOptions(cfg.SDK.TLSCertFile != "", n.roles)...)
 		}
 	}
 	if n.httpLn, err = net.Listen("tcp", cfg.HTTPListenAddress); err != nil {
@@ -280,7 +283,8 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		pusher = n.dist
 		ingesterpb.RegisterDistributorServer(n.grpcSrv, distributor.NewGRPC(n.dist))
-		vigilv1.RegisterWriteServer(n.publicSrv, distributor.NewWriteServer(n.dist, cfg.SDK.StreamMaxDuration)) // the public API (docs/sdk.md)
+		n.writeSrv = distributor.NewWriteServer(n.dist, cfg.SDK.StreamMaxDuration)
+		vigilv1.RegisterWriteServer(n.publicSrv, n.writeSrv) // the public API (docs/sdk.md)
 	}
 	var qbl *querier.Queryable
 	var queryable promstorage.Queryable
@@ -575,6 +579,9 @@ func (n *node) shutdown() error {
 	if err := n.httpSrv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
+	if n.writeSrv != nil {
+		n.writeSrv.Drain() // open SDK streams end now, to be sent again elsewhere
+	}
 	servers := []*grpc.Server{n.grpcSrv}
 	if n.publicSrv != n.grpcSrv {
 		servers = append([]*grpc.Server{n.publicSrv}, servers...) // the public API stops first
@@ -583,13 +590,15 @@ func (n *node) shutdown() error {
 		if srv == nil {
 			continue
 		}
+		gctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // each server its own budget
 		stopped := make(chan struct{})
 		go func() { srv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
-		case <-sctx.Done():
+		case <-gctx.Done():
 			srv.Stop()
 		}
+		cancel()
 	}
 	if n.ringStop != nil {
 		n.ringStop()

@@ -49,7 +49,7 @@ func (c *SDKConfig) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.TLSCertFile, "sdk.tls-cert-file", c.TLSCertFile, "PEM certificate (chain) of -sdk.listen-address; re-read on SIGHUP")
 	f.StringVar(&c.TLSKeyFile, "sdk.tls-key-file", c.TLSKeyFile, "PEM private key of -sdk.tls-cert-file")
 	f.StringVar(&c.BearerTokenFile, "sdk.bearer-token-file", c.BearerTokenFile, "file of accepted bearer tokens, one per line (# comments); the public gRPC API answers Unauthenticated without one of them. Re-read on SIGHUP")
-	f.DurationVar(&c.StreamMaxDuration, "sdk.stream-max-duration", c.StreamMaxDuration, "longest a WriteStream may stay open; a longer one ends with ResourceExhausted and the client opens a new one")
+	f.DurationVar(&c.StreamMaxDuration, "sdk.stream-max-duration", c.StreamMaxDuration, "longest a WriteStream may stay open, idle or not; it then ends with ResourceExhausted (what it stored stays stored; the client writes the rest in a new stream)")
 }
 
 // Validate reports the first problem.
@@ -59,6 +59,8 @@ func (c SDKConfig) Validate() error {
 		return errors.New("sdk.tls-cert-file and sdk.tls-key-file must be set together")
 	case c.TLSCertFile != "" && c.ListenAddress == "":
 		return errors.New("sdk.tls-cert-file needs sdk.listen-address: the gRPC port also carries the internal RPCs, which are plaintext")
+	case c.BearerTokenFile != "" && c.ListenAddress == "":
+		return errors.New("sdk.bearer-token-file needs sdk.listen-address: on the shared gRPC port the internal RPCs (Push, Select) take no token, so a token would protect nothing")
 	case c.StreamMaxDuration < time.Second:
 		return errors.New("sdk.stream-max-duration must be at least 1s")
 	}
@@ -174,10 +176,14 @@ func parseTokens(b []byte) ([][]byte, error) {
 }
 
 // serverOptions are those of a gRPC server that carries the public API:
-// the internal server when it has no port of its own (tls false), or its
-// own server.
-func (p *publicAPI) serverOptions(ownTLS bool) []grpc.ServerOption {
-	opts := append(ingesterpb.ServerOptions(), grpc.ChainUnaryInterceptor(p.unary), grpc.ChainStreamInterceptor(p.stream))
+// the internal server when it has no port of its own, or its own server
+// (with TLS if ownTLS). A public service the node's roles do not serve
+// answers Unimplemented naming the role that does.
+func (p *publicAPI) serverOptions(ownTLS bool, roles map[string]bool) []grpc.ServerOption {
+	opts := append(ingesterpb.ServerOptions(), grpc.ChainUnaryInterceptor(p.unary), grpc.ChainStreamInterceptor(p.stream),
+		grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+			return unknownService(ss, roles)
+		}))
 	if ownTLS {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{
 			MinVersion: tls.VersionTLS12,
@@ -187,6 +193,23 @@ func (p *publicAPI) serverOptions(ownTLS bool) []grpc.ServerOption {
 		})))
 	}
 	return opts
+}
+
+// unknownService answers a call of a service this server does not have.
+func unknownService(ss grpc.ServerStream, roles map[string]bool) error {
+	method, _ := grpc.MethodFromServerStream(ss)
+	role := map[string]string{"Write": "distributor", "Query": "querier", "Targets": "collector (the target registry)"}
+	service, _, _ := strings.Cut(strings.TrimPrefix(method, publicPrefix), "/")
+	if strings.HasPrefix(method, publicPrefix) && role[service] != "" {
+		var have []string
+		for _, r := range []string{"ingester", "distributor", "querier", "collector", "etcd"} {
+			if roles[r] {
+				have = append(have, r)
+			}
+		}
+		return status.Errorf(codes.Unimplemented, "this node does not serve vigil.v1.%s (its roles: %s): call a node running the %s", service, strings.Join(have, ","), role[service])
+	}
+	return status.Errorf(codes.Unimplemented, "unknown method %s", method)
 }
 
 func (p *publicAPI) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -23,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/vigil-tsdb/vigil/sdk"
@@ -107,6 +110,16 @@ func TestSDKAuth(t *testing.T) {
 	if err := write(client(sdk.WithTLS(tlsCfg), sdk.WithBearerToken("beta-token")), 1); err != nil {
 		t.Fatalf("TLS and a listed token: %v", err)
 	}
+	// An address list: each node's certificate is checked against its
+	// own host.
+	listed, err := sdk.New(publicAddr+","+publicAddr, sdk.WithMaxRetries(0), sdk.WithTLS(tlsCfg), sdk.WithBearerToken("alpha-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listed.Close()
+	if err := write(listed, 1); err != nil {
+		t.Fatalf("TLS through an address list: %v", err)
+	}
 	waitQuery(t, base, `count_over_time(sdk_auth[1m])`, "1")
 
 	refused := func(name string, c *sdk.Client, code codes.Code, want string) {
@@ -161,11 +174,12 @@ func TestSDKAuth(t *testing.T) {
 
 	// A stream open longer than -sdk.stream-max-duration (1 s) ends with
 	// ResourceExhausted, not with OK: the client must not take it for
-	// complete.
+	// complete. The second message comes 3 s after the first: the limit
+	// ends the stream while it is idle.
 	var slow iter.Seq[[]sdk.Series] = func(yield func([]sdk.Series) bool) {
 		for i := range 3 {
 			if i > 0 {
-				time.Sleep(700 * time.Millisecond)
+				time.Sleep(3 * time.Second)
 			}
 			if !yield([]sdk.Series{{Labels: sdk.Labels("__name__", "sdk_auth_stream"), Samples: []sdk.Sample{{T: now + int64(i), V: float64(i)}}}}) {
 				return
@@ -182,6 +196,56 @@ func TestSDKAuth(t *testing.T) {
 	waitMetric(t, base, `vigil_sdk_requests_total{code="Unauthenticated",method="Write",service="Write"}`, 3)
 	waitMetric(t, base, `vigil_sdk_requests_total{code="ResourceExhausted",method="WriteStream",service="Write"}`, 1)
 	waitMetric(t, base, `vigil_sdk_request_duration_seconds_count{method="Write",service="Write"}`, 6)
+
+	// SIGHUP re-reads the certificate too: a new one (new key, new CA)
+	// is served to new connections.
+	_, _, pool2 := selfSigned(t, dir) // overwrites cert.pem and key.pem
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, base, `vigil_sdk_config_reloads_total{result="failure"}`, 2) // the token file is still empty
+	if err := os.WriteFile(tokenFile, []byte("gamma-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitMetric(t, base, `vigil_sdk_config_reloads_total{result="success"}`, 2)
+	if err := write(client(sdk.WithTLS(&tls.Config{RootCAs: pool2, MinVersion: tls.VersionTLS12}), sdk.WithBearerToken("gamma-token")), 5); err != nil {
+		t.Errorf("the reloaded certificate: %v", err)
+	}
+	refused("the replaced certificate", client(sdk.WithTLS(tlsCfg), sdk.WithBearerToken("gamma-token")), codes.Unavailable, "certificate")
+}
+
+// TestSDKUnknownService: a node without the role of a public service
+// answers Unimplemented naming the role that serves it.
+func TestSDKUnknownService(t *testing.T) {
+	p, err := newPublicAPI(defaultSDKConfig(), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(p.serverOptions(false, map[string]bool{"ingester": true})...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Stop()
+	c, err := sdk.New(ln.Addr().String(), sdk.WithMaxRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	_, err = c.Write(ctx, []sdk.Series{{Labels: sdk.Labels("__name__", "x"), Samples: []sdk.Sample{{T: 1, V: 1}}}})
+	want := "this node does not serve vigil.v1.Write (its roles: ingester): call a node running the distributor"
+	if e := (*sdk.Error)(nil); !errors.As(err, &e) || e.Code != codes.Unimplemented || e.Message != want {
+		t.Errorf("Write: %v, want Unimplemented %q", err, want)
+	}
+	_, err = c.Query(ctx, "up", time.Now())
+	if e := (*sdk.Error)(nil); !errors.As(err, &e) || e.Code != codes.Unimplemented || !strings.Contains(e.Message, "running the querier") {
+		t.Errorf("Query: %v", err)
+	}
 }
 
 // waitMetric polls /metrics until the series (name and labels as
@@ -230,9 +294,10 @@ func TestSDKConfigErrors(t *testing.T) {
 		{[]string{"-sdk.tls-cert-file", "c.pem"}, "must be set together"},
 		{[]string{"-sdk.tls-cert-file", "c.pem", "-sdk.tls-key-file", "k.pem"}, "needs sdk.listen-address"},
 		{[]string{"-sdk.stream-max-duration", "10ms"}, "at least 1s"},
-		{[]string{"-sdk.bearer-token-file", filepath.Join(dir, "missing")}, "sdk.bearer-token-file"},
-		{[]string{"-sdk.bearer-token-file", empty}, "no tokens"},
-		{[]string{"-sdk.bearer-token-file", spaced}, "line 2"},
+		{[]string{"-sdk.bearer-token-file", empty}, "needs sdk.listen-address"},
+		{[]string{"-sdk.listen-address", "127.0.0.1:0", "-sdk.bearer-token-file", filepath.Join(dir, "missing")}, "sdk.bearer-token-file"},
+		{[]string{"-sdk.listen-address", "127.0.0.1:0", "-sdk.bearer-token-file", empty}, "no tokens"},
+		{[]string{"-sdk.listen-address", "127.0.0.1:0", "-sdk.bearer-token-file", spaced}, "line 2"},
 		{[]string{"-sdk.listen-address", "127.0.0.1:0", "-sdk.tls-cert-file", filepath.Join(dir, "c.pem"), "-sdk.tls-key-file", filepath.Join(dir, "k.pem")}, "sdk.tls-cert-file/sdk.tls-key-file"},
 	} {
 		err := run(context.Background(), append(append([]string{}, common...), tc.args...), io.Discard, io.Discard)

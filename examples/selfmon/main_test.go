@@ -30,17 +30,17 @@ func TestSelfmon(t *testing.T) {
 		}
 	}()
 	var log bytes.Buffer
-	if err := run(context.Background(), []string{"-addr", n.GRPC, "-interval", "200ms", "-duration", "1100ms", "-job", "selfmon-test"}, &log); err != nil {
+	if err := run(context.Background(), []string{"-addr", n.GRPC, "-interval", "200ms", "-duration", "1500ms", "-job", "selfmon-test"}, &log); err != nil {
 		t.Fatalf("run: %v\n%s", err, log.String())
 	}
 	if strings.Contains(log.String(), "level=WARN") || strings.Contains(log.String(), "level=ERROR") {
 		t.Errorf("selfmon logged problems:\n%s", log.String())
 	}
 	for _, tc := range []struct{ q, want string }{
-		// 6 pushes in 1.1 s at 200 ms (t = 0, 200, ..., 1000 ms): the
-		// counter's last value is 5, written before the 6th push counted.
+		// Up to 8 pushes in 1.5 s at 200 ms, fewer on a loaded machine
+		// (the ticker drops ticks): at least 3, whose last wrote 2.
 		{`count(count_over_time(selfmon_pushes_total{job="selfmon-test"}[1m]))`, "1"},
-		{`max_over_time(selfmon_pushes_total{job="selfmon-test"}[1m]) >= 4`, "pass"},
+		{`max_over_time(selfmon_pushes_total{job="selfmon-test"}[1m]) >= 2`, "pass"},
 		{`count(go_goroutines{job="selfmon-test"})`, "1"},
 		{`count(selfmon_push_duration_seconds_bucket{job="selfmon-test",le="+Inf"})`, "1"},
 		{`vigil_sdk_writer_samples_total{job="selfmon-test",result="failed"}`, "0"},

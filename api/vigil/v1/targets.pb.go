@@ -426,7 +426,11 @@ type RegisterResponse struct {
 	// The etcd key of the target.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// The lease's time to live as granted.
-	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	Ttl *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	// The registration's secret: KeepAlive and Unregister must present it
+	// with lease_id. Lease ids are sequential and easy to guess; the secret
+	// is what makes a registration its creator's.
+	Secret        string `protobuf:"bytes,4,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -482,9 +486,18 @@ func (x *RegisterResponse) GetTtl() *durationpb.Duration {
 	return nil
 }
 
+func (x *RegisterResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type KeepAliveRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseId       int64                  `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId int64                  `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// RegisterResponse.secret.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -524,6 +537,13 @@ func (x *KeepAliveRequest) GetLeaseId() int64 {
 		return x.LeaseId
 	}
 	return 0
+}
+
+func (x *KeepAliveRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type KeepAliveResponse struct {
@@ -572,8 +592,10 @@ func (x *KeepAliveResponse) GetTtl() *durationpb.Duration {
 }
 
 type UnregisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	LeaseId       int64                  `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId int64                  `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// RegisterResponse.secret.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +635,13 @@ func (x *UnregisterRequest) GetLeaseId() int64 {
 		return x.LeaseId
 	}
 	return 0
+}
+
+func (x *UnregisterRequest) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
 }
 
 type UnregisterResponse struct {
@@ -696,17 +725,20 @@ const file_api_vigil_v1_targets_proto_rawDesc = "" +
 	"\x14insecure_skip_verify\x18\x05 \x01(\bR\x12insecureSkipVerify\"h\n" +
 	"\x0fRegisterRequest\x12(\n" +
 	"\x06target\x18\x01 \x01(\v2\x10.vigil.v1.TargetR\x06target\x12+\n" +
-	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"l\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x84\x01\n" +
 	"\x10RegisterResponse\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12+\n" +
-	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"-\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12\x16\n" +
+	"\x06secret\x18\x04 \x01(\tR\x06secret\"E\n" +
 	"\x10KeepAliveRequest\x12\x19\n" +
-	"\blease_id\x18\x01 \x01(\x03R\aleaseId\"@\n" +
+	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"@\n" +
 	"\x11KeepAliveResponse\x12+\n" +
-	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\".\n" +
+	"\x03ttl\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"F\n" +
 	"\x11UnregisterRequest\x12\x19\n" +
-	"\blease_id\x18\x01 \x01(\x03R\aleaseId\"\x14\n" +
+	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x14\n" +
 	"\x12UnregisterResponse2\xdb\x01\n" +
 	"\aTargets\x12A\n" +
 	"\bRegister\x12\x19.vigil.v1.RegisterRequest\x1a\x1a.vigil.v1.RegisterResponse\x12D\n" +
