@@ -19,6 +19,18 @@
 // from Config.Concurrency senders, each owning a share of the series, and
 // returns a Result (samples acknowledged, wall time, retries, errors).
 //
+// RunLive (live*.go, scrape.go, query.go, verify.go) is the live capacity
+// test behind `vigil-bench run`: a LiveConfig picks the engines (push at
+// real time over remote write or the SDK, with churn and out-of-order
+// samples; synthetic Exporters registered in Vigil's target registry; a
+// dashboard query mix at a rate), every one bounded by a duration and a
+// count and refusing non-loopback targets unless allowed. It samples
+// Vigil's /metrics into Points while it runs, records the acknowledged
+// samples of a random subset of the pushed series (Recorder) and reads
+// them back afterwards (Verify). It returns a LiveResult; the report is
+// cmd/vigil-bench's.
+//
 // In the data flow it stands outside Vigil, where Prometheus or an agent
-// would: it talks to the HTTP remote-write endpoint only.
+// would: it talks to Vigil's public endpoints only (remote write, the
+// gRPC write API through package sdk, the query and registry APIs, /metrics).
 package loadgen

@@ -28,6 +28,11 @@ func main() {
 const usage = `usage:
   vigil-bench push -url URL [flags]       push a synthetic load to one remote-write endpoint
   vigil-bench compare [-small] [flags]    compare Vigil, a 3-ingester Vigil cluster, VictoriaMetrics and Prometheus on the same load
+  vigil-bench run push|scrape|query|mixed -url http://127.0.0.1:9009 [-duration 2m] [flags]
+                                          live load against a running Vigil, with verification and a report directory
+  vigil-bench mixed|scrape|query [flags]  short for "run mixed|scrape|query"
+  vigil-bench plan [--hosts N --series-per-host S --interval 10s --retention 7d:raw,30d:1m,365d:1h --rf 3] [--from summary.json]
+                                          size a cluster (nodes, RAM, disk per tier, network) from measured figures
 Run "vigil-bench <command> -h" for the flags.`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +45,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPush(ctx, args[1:], stdout, stderr)
 	case "compare":
 		return runCompare(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runLive(ctx, "", args[1:], stdout, stderr)
+	case "mixed", "scrape", "query":
+		return runLive(ctx, args[0], args[1:], stdout, stderr)
+	case "plan":
+		return runPlan(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil

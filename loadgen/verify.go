@@ -1,0 +1,163 @@
+package loadgen
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// VerifyResult is what reading back the acknowledged samples found.
+type VerifyResult struct {
+	Series    int   `json:"series"`    // series checked
+	Samples   int64 `json:"samples"`   // acknowledged samples checked
+	Found     int64 `json:"found"`     // read back with the same value
+	Missing   int64 `json:"missing"`   // acknowledged, not read back
+	Different int64 `json:"different"` // read back with another value
+	// Extra counts samples read back that were not acknowledged (a request
+	// that timed out on the client may still have been stored): reported,
+	// not a failure.
+	Extra int64 `json:"extra"`
+	// QueryErrors counts series that could not be read at all.
+	QueryErrors int `json:"query_errors"`
+	// Problems lists the first failures, one line each.
+	Problems []string `json:"problems"`
+}
+
+// Failed reports whether any acknowledged sample was not read back intact.
+func (v VerifyResult) Failed() bool { return v.Missing > 0 || v.Different > 0 || v.QueryErrors > 0 }
+
+const maxProblems = 50
+
+func (v *VerifyResult) problem(format string, args ...any) {
+	if len(v.Problems) < maxProblems {
+		v.Problems = append(v.Problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// Verify reads every series back from the Prometheus API at base with a
+// range selector covering its acknowledged samples (an instant query
+// returns the raw samples of a range selector) and compares timestamps
+// and values exactly.
+func Verify(ctx context.Context, base string, series []*AckedSeries) VerifyResult {
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil}}
+	defer client.CloseIdleConnections()
+	base = strings.TrimRight(base, "/")
+	var res VerifyResult
+	for _, s := range series {
+		if ctx.Err() != nil {
+			res.QueryErrors++
+			res.problem("verification stopped: %v", ctx.Err())
+			break
+		}
+		if len(s.Samples) == 0 {
+			continue
+		}
+		res.Series++
+		first, last := int64(math.MaxInt64), int64(math.MinInt64)
+		for ts := range s.Samples {
+			first, last = min(first, ts), max(last, ts)
+		}
+		res.Samples += int64(len(s.Samples))
+		expr := fmt.Sprintf("%s[%dms]", s.Selector(), last-first+1)
+		u := base + "/api/v1/query?" + url.Values{"query": {expr}, "time": {strconv.FormatFloat(float64(last)/1000, 'f', 3, 64)}}.Encode()
+		body, err := httpGet(ctx, client, u)
+		var got map[int64]float64
+		if err == nil {
+			got, err = matchingSamples(body, s.Labels)
+		}
+		if err != nil {
+			res.QueryErrors++
+			res.problem("%s: read back: %v", s.Selector(), err)
+			continue
+		}
+		if len(got) == 0 {
+			res.Missing += int64(len(s.Samples))
+			res.problem("%s: series missing (%d acknowledged samples)", s.Selector(), len(s.Samples))
+			continue
+		}
+		for ts, want := range s.Samples {
+			v, ok := got[ts]
+			switch {
+			case !ok:
+				res.Missing++
+				res.problem("%s: sample at %s missing", s.Selector(), time.UnixMilli(ts).UTC().Format(time.RFC3339Nano))
+			case math.Float64bits(v) != math.Float64bits(want):
+				res.Different++
+				res.problem("%s: sample at %s is %v, want %v", s.Selector(), time.UnixMilli(ts).UTC().Format(time.RFC3339Nano), v, want)
+			default:
+				res.Found++
+			}
+		}
+		for ts := range got {
+			if _, ok := s.Samples[ts]; !ok {
+				res.Extra++
+			}
+		}
+	}
+	return res
+}
+
+// matchingSamples decodes a matrix answer and returns the samples of the
+// element whose labels equal want exactly.
+func matchingSamples(body []byte, want map[string]string) (map[int64]float64, error) {
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string `json:"resultType"`
+			Result     []struct {
+				Metric map[string]string    `json:"metric"`
+				Values [][2]json.RawMessage `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode answer: %w", err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("api error: %s", r.Error)
+	}
+	if r.Data.ResultType != "matrix" {
+		return nil, fmt.Errorf("result type %q, want matrix", r.Data.ResultType)
+	}
+	out := map[int64]float64{}
+	for _, e := range r.Data.Result {
+		if !sameLabels(e.Metric, want) {
+			continue
+		}
+		for _, p := range e.Values {
+			ts, err := strconv.ParseFloat(string(p[0]), 64)
+			if err != nil {
+				return nil, fmt.Errorf("timestamp %s: %w", p[0], err)
+			}
+			var vs string
+			if err := json.Unmarshal(p[1], &vs); err != nil {
+				return nil, fmt.Errorf("value %s: %w", p[1], err)
+			}
+			v, err := strconv.ParseFloat(vs, 64)
+			if err != nil {
+				return nil, fmt.Errorf("value %q: %w", vs, err)
+			}
+			out[int64(math.Round(ts*1000))] = v
+		}
+	}
+	return out, nil
+}
+
+func sameLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
