@@ -12,7 +12,7 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.5.1
 PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.0
 # Debian packages the tests and benchmarks run against (interop, comparisons).
-DEBIAN_PKGS := prometheus prometheus-node-exporter victoria-metrics
+DEBIAN_PKGS := prometheus prometheus-node-exporter victoria-metrics prometheus-alertmanager
 FUZZTIME ?= 10s
 # Every fuzz target, as package:Name; `make test` runs each for $(FUZZTIME)
 # through scripts/fuzz.sh (which retries Go's fuzz deadline race, see there).
@@ -31,6 +31,7 @@ FUZZ_TARGETS := \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol \
+	./alerting:FuzzReceiversConfig \
 	./cmd/vigil-bench:FuzzActiveIngesters
 
 .DEFAULT_GOAL := help
@@ -48,11 +49,12 @@ run: build ## Build and run single-node Vigil with ./data (every role in one pro
 	./$(BIN)/vigil
 
 .PHONY: deps
-deps: ## Install the Debian packages the tests need (prometheus, node_exporter, victoria-metrics).
+deps: ## Install the Debian packages the tests need (prometheus, node_exporter, victoria-metrics, alertmanager).
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-node-exporter >/dev/null || missing="$$missing prometheus-node-exporter"; \
 	command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
