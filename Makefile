@@ -32,6 +32,7 @@ FUZZ_TARGETS := \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol \
 	./alerting:FuzzReceiversConfig \
+	./rules:FuzzRuleGroupValue \
 	./cmd/vigil-bench:FuzzActiveIngesters
 
 .DEFAULT_GOAL := help

@@ -20,6 +20,7 @@ import (
 	"github.com/vigil-tsdb/vigil/ingester"
 	"github.com/vigil-tsdb/vigil/querier"
 	"github.com/vigil-tsdb/vigil/ring"
+	"github.com/vigil-tsdb/vigil/rules"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -43,6 +44,8 @@ type Config struct {
 	Ring        ring.Config              `yaml:"ring"`
 	Etcd        EtcdConfig               `yaml:"etcd"`
 	Targets     collector.RegistryConfig `yaml:"targets"`
+	Rules       rules.Config             `yaml:"rules"`
+	Ruler       rules.RulerConfig        `yaml:"ruler"`
 	Collector   CollectorConfig          `yaml:"collector"`
 	SDK         SDKConfig                `yaml:"sdk"`
 }
@@ -66,6 +69,8 @@ func DefaultConfig() Config {
 		Ring:               ring.DefaultConfig(),
 		Etcd:               defaultEtcdConfig(),
 		Targets:            collector.DefaultRegistryConfig(),
+		Rules:              rules.DefaultConfig(),
+		Ruler:              rules.DefaultRulerConfig(),
 		Collector:          defaultCollectorConfig(),
 		SDK:                defaultSDKConfig(),
 	}
@@ -90,6 +95,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	c.Ring.RegisterFlags(f)
 	c.Etcd.RegisterFlags(f)
 	c.Targets.RegisterFlags(f)
+	c.Rules.RegisterFlags(f)
+	c.Ruler.RegisterFlags(f)
 	c.Collector.RegisterFlags(f)
 	c.SDK.RegisterFlags(f)
 }
@@ -173,7 +180,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "logfmt" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want logfmt or json", c.LogFormat))
 	}
-	for _, err := range []error{c.Targets.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate(), c.SDK.Validate()} {
+	for _, err := range []error{c.Targets.Validate(), c.Rules.Validate(), c.Ruler.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate(), c.SDK.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}

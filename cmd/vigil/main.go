@@ -43,6 +43,7 @@ import (
 	"github.com/vigil-tsdb/vigil/model/downsample"
 	"github.com/vigil-tsdb/vigil/querier"
 	"github.com/vigil-tsdb/vigil/ring"
+	"github.com/vigil-tsdb/vigil/rules"
 	"github.com/vigil-tsdb/vigil/storage"
 )
 
@@ -53,6 +54,9 @@ func main() {
 	args := os.Args[1:]
 	if len(args) > 0 && args[0] == "targets" {
 		runFn, args = runTargets, args[1:]
+	}
+	if len(args) > 0 && args[0] == "rules" {
+		runFn, args = runRules, args[1:]
 	}
 	if err := runFn(ctx, args, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -159,6 +163,8 @@ type node struct {
 	httpSrv    *http.Server
 	httpURL    string
 	registry   *collector.Registry
+	ruleStore  *rules.Store
+	ruler      *rules.Ruler
 	manager    *collector.Manager
 	batcher    *collector.Batcher
 	distSink   *distributorSink
@@ -339,6 +345,19 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 			return err
 		}
 	}
+	if n.ruleStore != nil && n.dist != nil && engine != nil {
+		// The ruler: on a node that queries and writes (the single node;
+		// in a cluster, sharding over a ruler ring is not built yet).
+		rcfg := cfg.Ruler
+		if rcfg.ExternalURL == "" {
+			rcfg.ExternalURL = n.httpURL
+		}
+		if n.ruler, err = rules.NewRuler(rcfg, queryable, engine, n.dist, nil, logger.With("component", "ruler"), reg); err != nil {
+			return err
+		}
+		mux.Handle("/api/v1/rules", n.ruler.Handler())
+		mux.Handle("/api/v1/alerts", n.ruler.Handler())
+	}
 	if n.ing != nil {
 		mux.Handle("/ingester/digest", n.ing.DigestHandler())
 	}
@@ -386,6 +405,15 @@ func (n *node) mountRegistry(mux *http.ServeMux) error {
 	}
 	n.registry = reg
 	mux.Handle("/api/v1/registry/", reg.Handler())
+	// The rule store (docs/alerting.md); /api/v1/rules itself stays free
+	// for the ruler's evaluation state.
+	ruleStore, err := rules.New(n.cfg.Rules, cli, n.logger.With("component", "rules"), n.reg)
+	if err != nil {
+		return err
+	}
+	n.ruleStore = ruleStore
+	mux.Handle("/api/v1/rules/config", ruleStore.Handler())
+	mux.Handle("/api/v1/rules/config/", ruleStore.Handler())
 	if n.publicSrv != nil {
 		vigilv1.RegisterTargetsServer(n.publicSrv, collector.NewTargetsServer(reg)) // the public API (docs/sdk.md)
 	}
@@ -466,6 +494,9 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 	if n.manager != nil {
 		g.Go(func() error { return n.runCollector(ctx) })
 	}
+	if n.ruler != nil {
+		g.Go(func() error { n.runRuler(ctx); return nil })
+	}
 	if n.registry != nil && n.cfg.SelfScrapeInterval > 0 {
 		g.Go(func() error { return n.selfRegister(ctx) })
 	}
@@ -493,6 +524,23 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 			}
 		})
 	}
+}
+
+// runRuler evaluates the stored rule groups until ctx ends, applying each
+// new snapshot of the rule store.
+func (n *node) runRuler(ctx context.Context) {
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	snaps := n.ruleStore.Watch(rctx)
+	done := make(chan struct{})
+	go func() { defer close(done); n.ruler.Run(rctx) }()
+	for snap := range snaps {
+		if err := n.ruler.Apply(snap); err != nil {
+			n.logger.Error("rule groups not applied; the previous ones stay in force", "err", err)
+		}
+	}
+	cancel()
+	<-done
 }
 
 // retainConns follows the ring: it closes connections to ingesters that

@@ -1,0 +1,179 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	pmodel "github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/vigil-tsdb/vigil/model"
+)
+
+// RulerConfig configures rule evaluation (docs/alerting.md "Evaluation").
+type RulerConfig struct {
+	// EvaluationInterval is the interval of groups that set none.
+	EvaluationInterval time.Duration `yaml:"evaluation_interval"`
+	// OutageTolerance is how old the last ALERTS_FOR_STATE sample may be
+	// for a restart to restore an alert's `for` state from it.
+	OutageTolerance time.Duration `yaml:"outage_tolerance"`
+	// ResendDelay is how often a firing alert is handed to the notifier
+	// again.
+	ResendDelay time.Duration `yaml:"resend_delay"`
+	// ExternalURL is the base of alerts' generator URLs.
+	ExternalURL string `yaml:"external_url"`
+}
+
+// DefaultRulerConfig is Prometheus' defaults.
+func DefaultRulerConfig() RulerConfig {
+	return RulerConfig{EvaluationInterval: time.Minute, OutageTolerance: time.Hour, ResendDelay: time.Minute}
+}
+
+// RegisterFlags adds the -ruler.* flags.
+func (c *RulerConfig) RegisterFlags(f *flag.FlagSet) {
+	f.DurationVar(&c.EvaluationInterval, "ruler.evaluation-interval", c.EvaluationInterval, "evaluation interval of rule groups that set none")
+	f.DurationVar(&c.OutageTolerance, "ruler.outage-tolerance", c.OutageTolerance, "an alert's `for` state is restored after a restart if its last ALERTS_FOR_STATE sample is at most this old")
+	f.DurationVar(&c.ResendDelay, "ruler.resend-delay", c.ResendDelay, "how often a firing alert is sent to the notifier again")
+	f.StringVar(&c.ExternalURL, "ruler.external-url", c.ExternalURL, "base URL of alerts' generator links (default: the node's HTTP URL)")
+}
+
+// Validate reports the first problem.
+func (c RulerConfig) Validate() error {
+	switch {
+	case c.EvaluationInterval < time.Second:
+		return errors.New("ruler.evaluation-interval must be at least 1s")
+	case c.OutageTolerance <= 0:
+		return errors.New("ruler.outage-tolerance must be positive")
+	case c.ResendDelay <= 0:
+		return errors.New("ruler.resend-delay must be positive")
+	}
+	if c.ExternalURL != "" {
+		if _, err := url.Parse(c.ExternalURL); err != nil {
+			return fmt.Errorf("ruler.external-url: %w", err)
+		}
+	}
+	return nil
+}
+
+// Pusher writes samples; the distributor is one. A push is acknowledged
+// only when stored at quorum.
+type Pusher interface {
+	Push(ctx context.Context, batch []model.Series) (model.PushResult, error)
+}
+
+// Ruler evaluates the stored rule groups with Prometheus' rule manager:
+// expressions run on the querier (queryable and engine), recording rules'
+// results and the ALERTS and ALERTS_FOR_STATE series go back through the
+// distributor (push), and alerts go to notify. Alerts' `for` state
+// survives a restart through ALERTS_FOR_STATE, which Prometheus' manager
+// writes and reads back, here from Vigil's own replicated storage.
+type Ruler struct {
+	cfg    RulerConfig
+	logger *slog.Logger
+	mgr    *promrules.Manager
+	parser parser.Parser
+
+	mu      sync.Mutex
+	applied map[string][]rulefmt.RuleGroup // namespace → groups, what Load serves
+	stored  prometheus.Gauge
+}
+
+// NewRuler returns a Ruler that evaluates nothing until Apply. notify may
+// be nil (alerts are then only in /api/v1/alerts and the ALERTS series).
+func NewRuler(cfg RulerConfig, queryable storage.Queryable, engine promql.QueryEngine, push Pusher, notify promrules.NotifyFunc,
+	logger *slog.Logger, reg prometheus.Registerer,
+) (*Ruler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var ext *url.URL
+	if cfg.ExternalURL != "" {
+		ext, _ = url.Parse(cfg.ExternalURL)
+	}
+	if notify == nil {
+		notify = func(context.Context, string, ...*promrules.Alert) {}
+	}
+	r := &Ruler{cfg: cfg, logger: logger, parser: parser.NewParser(parser.Options{}), applied: map[string][]rulefmt.RuleGroup{},
+		stored: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_ruler_groups", Help: "Rule groups this ruler evaluates."})}
+	reg.MustRegister(r.stored)
+	r.mgr = promrules.NewManager(&promrules.ManagerOptions{
+		ExternalURL: ext,
+		QueryFunc:   promrules.EngineQueryFunc(engine, queryable),
+		NotifyFunc:  notify,
+		Context:     context.Background(),
+		Appendable:  pushAppendable{push: push},
+		Queryable:   queryable,
+		Logger:      logger,
+		Registerer:  reg,
+		// `for` continues where it was after a restart: no grace period
+		// is added, the time no ruler evaluated does not count.
+		OutageTolerance:      cfg.OutageTolerance,
+		ForGracePeriod:       0,
+		ResendDelay:          cfg.ResendDelay,
+		GroupLoader:          r,
+		RestoreNewRuleGroups: true,
+		Parser:               r.parser,
+	})
+	return r, nil
+}
+
+// Run evaluates until ctx ends.
+func (r *Ruler) Run(ctx context.Context) {
+	go func() { <-ctx.Done(); r.mgr.Stop() }()
+	r.mgr.Run()
+}
+
+// Apply makes the groups of snap the ones evaluated. Groups whose
+// definition did not change keep their state; the others start afresh
+// (their alerts restored from ALERTS_FOR_STATE).
+func (r *Ruler) Apply(snap Snapshot) error {
+	byNS := map[string][]rulefmt.RuleGroup{}
+	n := 0
+	for _, g := range snap.Groups {
+		byNS[g.Namespace] = append(byNS[g.Namespace], g.RuleGroup)
+		n++
+	}
+	namespaces := make([]string, 0, len(byNS))
+	for ns := range byNS {
+		namespaces = append(namespaces, ns)
+	}
+	slices.Sort(namespaces)
+	r.mu.Lock()
+	r.applied = byNS
+	r.mu.Unlock()
+	if err := r.mgr.Update(r.cfg.EvaluationInterval, namespaces, labels.EmptyLabels(), r.cfg.ExternalURL, nil); err != nil {
+		return fmt.Errorf("apply rule groups (revision %d): %w", snap.Revision, err)
+	}
+	r.stored.Set(float64(n))
+	return nil
+}
+
+// Load implements promrules.GroupLoader: the groups of one namespace as
+// applied (a namespace is what a rule file is to Prometheus).
+func (r *Ruler) Load(namespace string, _ bool, _ pmodel.ValidationScheme) (*rulefmt.RuleGroups, []error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return &rulefmt.RuleGroups{Groups: r.applied[namespace]}, nil
+}
+
+// Parse implements promrules.GroupLoader.
+func (r *Ruler) Parse(query string) (parser.Expr, error) { return r.parser.ParseExpr(query) }
+
+// Groups returns the groups being evaluated, with their rules' state.
+func (r *Ruler) Groups() []*promrules.Group { return r.mgr.RuleGroups() }
+
+// AlertingRules returns every alerting rule being evaluated.
+func (r *Ruler) AlertingRules() []*promrules.AlertingRule { return r.mgr.AlertingRules() }
