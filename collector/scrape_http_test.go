@@ -95,7 +95,9 @@ func TestScrapeTimeout(t *testing.T) {
 			t.Fatalf("scrape of slot %d ended at %d, %dms before the slot's end", k, now, end-now)
 		}
 		reqs := e.requestLog()
-		if len(reqs) < 3 {
+		// At least one retry; how many fit depends on how much of the slot
+		// was left when the scrape began, which a loaded machine shortens.
+		if len(reqs) < 2 {
 			t.Fatalf("%d attempts in a slot of 1-2s with a 300ms timeout", len(reqs))
 		}
 		for _, r := range reqs {
