@@ -27,12 +27,13 @@ FUZZ_TARGETS := \
 	./collector:FuzzSpoolFrame \
 	./collector:FuzzAssign \
 	./collector:FuzzCoordValue \
+	./rules:FuzzRuleGroupValue \
 	./model/downsample:FuzzAggregateChunk \
 	./api:FuzzRemoteWrite \
 	./api:FuzzTextImport \
 	./api:FuzzLineProtocol \
 	./alerting:FuzzReceiversConfig \
-	./rules:FuzzRuleGroupValue \
+	./alerting:FuzzRoutingConfig \
 	./cmd/vigil-bench:FuzzActiveIngesters
 
 .DEFAULT_GOAL := help

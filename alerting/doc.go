@@ -1,7 +1,23 @@
-// Package alerting delivers alert notifications: the channels (email,
-// DingTalk, WeCom group robot, WeCom application, webhook, Alertmanager)
-// and their receiver configuration. Routing, grouping, the durable queue
-// and the ruler come later and use this package through Channel.
+// Package alerting delivers alert notifications: the notifier (routing,
+// grouping, silences, inhibition, notification state and a durable queue
+// in etcd), the channels (email, DingTalk, WeCom group robot, WeCom
+// application, webhook, Alertmanager) and their configuration. The ruler
+// hands it alerts through Notifier.Ingest; docs/alerting.md, "Notifier",
+// is the design.
+//
+// # The notifier
+//
+// Ingest takes the ruler's firing and resolved alerts (Prometheus'
+// NotifyFunc semantics), keys them by label fingerprint and puts them in
+// aggregation groups (route and group_by values). Run flushes due groups
+// (group_wait, group_interval, repeat_interval; silenced and inhibited
+// alerts left out): a notification is written to etcd as one queue entry
+// per channel in the same transaction as the group's state (the firing
+// alerts last notified), so a restart neither loses nor repeats it. Lanes
+// (receiver and channel) deliver the entries in order, retry with backoff
+// and move what cannot be delivered to the dead letters. Handler serves
+// the groups, silences and dead letters. RoutingConfig is the YAML: route
+// tree, inhibit_rules and receivers; NotifierConfig the flags.
 //
 // # The contract
 //

@@ -62,3 +62,52 @@ func FuzzReceiversConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRoutingConfig: ParseRoutingConfig never panics; what it accepts
+// compiles, routes every alert to a defined receiver, and validates again.
+func FuzzRoutingConfig(f *testing.F) {
+	example, err := os.ReadFile("testdata/notifier.yml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(example)
+	for _, s := range []string{
+		"",
+		"route: {receiver: a}\nreceivers: [{name: a}]\n",
+		"route: {receiver: a, group_by: ['...'], routes: [{matchers: ['x=~\"a|b\"', 'y!=\"\"'], continue: true}, {receiver: a}]}\nreceivers: [{name: a}]\n",
+		"route: {receiver: b}\nreceivers: [{name: a}]\n",
+		"route: {receiver: a, routes: [~]}\nreceivers: [{name: a}]\n",
+		"route: {receiver: a}\ninhibit_rules: [{source_matchers: ['a=\"1\"'], target_matchers: ['b!~\"2\"'], equal: [c]}]\nreceivers: [{name: a}]\n",
+		"route: {receiver: a, matchers: ['a=']}\nreceivers: [{name: a}]\n",
+		"route: &r {receiver: a, routes: [*r]}\nreceivers: [{name: a}]\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 64<<10 {
+			return
+		}
+		cfg, err := ParseRoutingConfig(data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		root, _, err := cfg.compile()
+		if err != nil {
+			t.Fatalf("accepted config does not compile: %v", err)
+		}
+		for _, r := range root.match(KV{"alertname": "x", "severity": "page"}) {
+			if cfg.Receiver(r.opts.receiver) == nil {
+				t.Fatalf("route %s sends to undefined receiver %q", r.id, r.opts.receiver)
+			}
+		}
+		if _, err := yaml.Marshal(cfg); err != nil {
+			t.Fatalf("marshal accepted config: %v", err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate again: %v", err)
+		}
+	})
+}

@@ -17,34 +17,35 @@ const (
 
 // Notification is one message for one receiver: a group of alerts, in
 // Alertmanager's webhook data model (the same fields, so that a template
-// written for Alertmanager reads the same data here).
+// written for Alertmanager reads the same data here, and the same JSON
+// names: the notifier's queue and API store and show it so).
 //
 // A Channel does not modify a Notification and does not keep it after Send
 // returns; the caller may reuse it afterwards. Status is StatusFiring when at
 // least one alert is firing, else StatusResolved.
 type Notification struct {
-	Receiver          string
-	Status            string
-	GroupKey          string
-	ExternalURL       string
-	GroupLabels       KV
-	CommonLabels      KV
-	CommonAnnotations KV
-	Alerts            Alerts
+	Receiver          string `json:"receiver"`
+	Status            string `json:"status"`
+	GroupKey          string `json:"groupKey"`
+	ExternalURL       string `json:"externalURL"`
+	GroupLabels       KV     `json:"groupLabels"`
+	CommonLabels      KV     `json:"commonLabels"`
+	CommonAnnotations KV     `json:"commonAnnotations"`
+	Alerts            Alerts `json:"alerts"`
 	// TruncatedAlerts counts alerts of the group left out of Alerts by the
 	// caller; a channel with max_alerts adds the ones it leaves out.
-	TruncatedAlerts int
+	TruncatedAlerts int `json:"truncatedAlerts"`
 }
 
 // Alert is one alert of a Notification.
 type Alert struct {
-	Status       string
-	Labels       KV
-	Annotations  KV
-	StartsAt     time.Time
-	EndsAt       time.Time // zero while firing with no known end
-	GeneratorURL string
-	Fingerprint  string
+	Status       string    `json:"status"`
+	Labels       KV        `json:"labels"`
+	Annotations  KV        `json:"annotations"`
+	StartsAt     time.Time `json:"startsAt"`
+	EndsAt       time.Time `json:"endsAt"` // zero while firing with no known end
+	GeneratorURL string    `json:"generatorURL"`
+	Fingerprint  string    `json:"fingerprint"`
 }
 
 // Alerts is a list of alerts; templates use .Alerts.Firing and
