@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vigil-tsdb/vigil/alerting"
 	"github.com/vigil-tsdb/vigil/api"
 	"github.com/vigil-tsdb/vigil/collector"
 	"github.com/vigil-tsdb/vigil/compactor"
@@ -46,8 +47,11 @@ type Config struct {
 	Targets     collector.RegistryConfig `yaml:"targets"`
 	Rules       rules.Config             `yaml:"rules"`
 	Ruler       rules.RulerConfig        `yaml:"ruler"`
-	Collector   CollectorConfig          `yaml:"collector"`
-	SDK         SDKConfig                `yaml:"sdk"`
+	Alerting    alerting.NotifierConfig  `yaml:"alerting"`
+	// AlertingConfigFile is the notifier's routing and receivers.
+	AlertingConfigFile string          `yaml:"alerting_config_file"`
+	Collector          CollectorConfig `yaml:"collector"`
+	SDK                SDKConfig       `yaml:"sdk"`
 }
 
 // DefaultConfig is what `vigil` with no arguments runs.
@@ -71,6 +75,7 @@ func DefaultConfig() Config {
 		Targets:            collector.DefaultRegistryConfig(),
 		Rules:              rules.DefaultConfig(),
 		Ruler:              rules.DefaultRulerConfig(),
+		Alerting:           alerting.DefaultNotifierConfig(),
 		Collector:          defaultCollectorConfig(),
 		SDK:                defaultSDKConfig(),
 	}
@@ -97,6 +102,8 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	c.Targets.RegisterFlags(f)
 	c.Rules.RegisterFlags(f)
 	c.Ruler.RegisterFlags(f)
+	c.Alerting.RegisterFlags(f)
+	f.StringVar(&c.AlertingConfigFile, "alerting.config-file", c.AlertingConfigFile, "the notifier's route tree, inhibition rules and receivers (YAML, docs/alerting.md); empty: alerts are not notified")
 	c.Collector.RegisterFlags(f)
 	c.SDK.RegisterFlags(f)
 }
@@ -180,7 +187,7 @@ func (c Config) Validate() error {
 	if c.LogFormat != "logfmt" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log.format %q: want logfmt or json", c.LogFormat))
 	}
-	for _, err := range []error{c.Targets.Validate(), c.Rules.Validate(), c.Ruler.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate(), c.SDK.Validate()} {
+	for _, err := range []error{c.Targets.Validate(), c.Rules.Validate(), c.Ruler.Validate(), c.Alerting.Validate(), c.Storage.Validate(), c.Ingester.Validate(), c.Distributor.Validate(), c.Querier.Validate(), c.Compactor.Validate(), c.API.Validate(), c.SDK.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}

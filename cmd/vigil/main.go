@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	promrules "github.com/prometheus/prometheus/rules"
 	promstorage "github.com/prometheus/prometheus/storage"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -33,6 +34,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
+	"github.com/vigil-tsdb/vigil/alerting"
 	"github.com/vigil-tsdb/vigil/api"
 	vigilv1 "github.com/vigil-tsdb/vigil/api/vigil/v1"
 	"github.com/vigil-tsdb/vigil/collector"
@@ -165,6 +167,7 @@ type node struct {
 	registry   *collector.Registry
 	ruleStore  *rules.Store
 	ruler      *rules.Ruler
+	notifier   *alerting.Notifier
 	manager    *collector.Manager
 	batcher    *collector.Batcher
 	distSink   *distributorSink
@@ -345,6 +348,23 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 			return err
 		}
 	}
+	if cfg.AlertingConfigFile != "" {
+		if n.etcdClient == nil {
+			return errors.New("alerting.config-file: the notifier keeps its queue in etcd, and this node knows none (-etcd.endpoints)")
+		}
+		routing, err := alerting.LoadRoutingFile(cfg.AlertingConfigFile)
+		if err != nil {
+			return fmt.Errorf("alerting.config-file: %w", err)
+		}
+		acfg := cfg.Alerting
+		if acfg.ExternalURL == "" {
+			acfg.ExternalURL = n.httpURL
+		}
+		if n.notifier, err = alerting.New(acfg, routing, n.etcdClient, nil, logger.With("component", "notifier"), reg); err != nil {
+			return err
+		}
+		mux.Handle("/api/v1/alerting/", n.notifier.Handler())
+	}
 	if n.ruleStore != nil && n.dist != nil && engine != nil {
 		// The ruler: on a node that queries and writes (the single node;
 		// in a cluster, sharding over a ruler ring is not built yet).
@@ -352,7 +372,11 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		if rcfg.ExternalURL == "" {
 			rcfg.ExternalURL = n.httpURL
 		}
-		if n.ruler, err = rules.NewRuler(rcfg, queryable, engine, n.dist, nil, logger.With("component", "ruler"), reg); err != nil {
+		var notify promrules.NotifyFunc
+		if n.notifier != nil {
+			notify = notifyFunc(n.notifier, rcfg.ExternalURL)
+		}
+		if n.ruler, err = rules.NewRuler(rcfg, queryable, engine, n.dist, notify, logger.With("component", "ruler"), reg); err != nil {
 			return err
 		}
 		mux.Handle("/api/v1/rules", n.ruler.Handler())
@@ -496,6 +520,14 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 	}
 	if n.ruler != nil {
 		g.Go(func() error { n.runRuler(ctx); return nil })
+	}
+	if n.notifier != nil {
+		g.Go(func() error {
+			if err := n.notifier.Run(ctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("notifier: %w", err)
+			}
+			return nil
+		})
 	}
 	if n.registry != nil && n.cfg.SelfScrapeInterval > 0 {
 		g.Go(func() error { return n.selfRegister(ctx) })
