@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -188,6 +189,37 @@ func TestAlertingEndToEnd(t *testing.T) {
 	rig.down.Store(false)
 	rig.waitNotifications(2, 30*time.Second)
 	rig.checkOneFiringOneResolved()
+
+	// A silence through `vigil silences`: the next outage is not notified.
+	var out bytes.Buffer
+	if err := runSilences(context.Background(), []string{"add", "-url", rig.base, "-comment", "maintenance", "-created-by", "test", "-duration", "1h", `alertname="TargetDown"`}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(out.String())
+	out.Reset()
+	if err := runSilences(context.Background(), []string{"ls", "-url", rig.base}, &out, io.Discard); err != nil || !strings.Contains(out.String(), id) || !strings.Contains(out.String(), "active") {
+		t.Fatalf("silences ls: %v\n%s", err, out.String())
+	}
+	rig.down.Store(true)
+	rig.waitAlert("firing", 20*time.Second)
+	time.Sleep(3 * time.Second) // group_wait 1 s, poll 200 ms: it would be here
+	if h := rig.received(); len(h) != 2 {
+		t.Fatalf("silenced outage notified: %+v", h)
+	}
+	for _, bad := range [][]string{
+		{"add", "-url", rig.base, `alertname="X"`},                                   // no comment
+		{"add", "-url", rig.base, "-comment", "c", "-created-by", "t", `alertname=`}, // bad matcher
+		{"expire", "-url", rig.base, "no-such-silence"},                              // unknown
+		{"add", "-url", "ftp://x", "-comment", "c", `a="b"`},                         // bad URL
+	} {
+		if err := runSilences(context.Background(), bad, io.Discard, io.Discard); err == nil {
+			t.Errorf("vigil silences %q: no error", bad)
+		}
+	}
+	if err := runSilences(context.Background(), []string{"expire", "-url", rig.base, id}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	rig.waitNotifications(3, 20*time.Second) // expired: the outage is notified now
 	var groups struct {
 		Status string
 		Data   []json.RawMessage

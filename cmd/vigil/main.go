@@ -60,6 +60,9 @@ func main() {
 	if len(args) > 0 && args[0] == "rules" {
 		runFn, args = runRules, args[1:]
 	}
+	if len(args) > 0 && args[0] == "silences" {
+		runFn, args = runSilences, args[1:]
+	}
 	if err := runFn(ctx, args, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
