@@ -360,3 +360,14 @@ func equalLabels(names []string, a, b KV) bool {
 	}
 	return true
 }
+
+// Step does one pass of what Run does every PollInterval, at the Clock's
+// time: flush the groups that are due, then deliver the due queue entries
+// and wait for those deliveries. For simulations and tests that drive a
+// fake Clock instead of calling Run.
+func (n *Notifier) Step(ctx context.Context) error {
+	if err := n.flush(ctx); err != nil {
+		return err
+	}
+	return n.deliver(ctx, true)
+}

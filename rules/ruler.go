@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,3 +178,56 @@ func (r *Ruler) Groups() []*promrules.Group { return r.mgr.RuleGroups() }
 
 // AlertingRules returns every alerting rule being evaluated.
 func (r *Ruler) AlertingRules() []*promrules.AlertingRule { return r.mgr.AlertingRules() }
+
+// Evaluator evaluates the groups of one snapshot at times the caller
+// chooses, outside the manager's schedule: a simulated clock for tests and
+// dry runs. It shares the Ruler's queryable, engine, pusher and notify
+// function; alerts are sent (by the resend rules) at those times too.
+type Evaluator struct {
+	groups   []*promrules.Group
+	restored bool
+}
+
+// Evaluator loads the groups of snap without starting them.
+func (r *Ruler) Evaluator(snap Snapshot) (*Evaluator, error) {
+	byNS := map[string][]rulefmt.RuleGroup{}
+	for _, g := range snap.Groups {
+		byNS[g.Namespace] = append(byNS[g.Namespace], g.RuleGroup)
+	}
+	namespaces := make([]string, 0, len(byNS))
+	for ns := range byNS {
+		namespaces = append(namespaces, ns)
+	}
+	slices.Sort(namespaces)
+	r.mu.Lock()
+	r.applied = byNS
+	r.mu.Unlock()
+	groups, errs := r.mgr.LoadGroups(r.cfg.EvaluationInterval, labels.EmptyLabels(), r.cfg.ExternalURL, nil, false, namespaces...)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("load rule groups: %w", errors.Join(errs...))
+	}
+	e := &Evaluator{}
+	for _, g := range groups {
+		e.groups = append(e.groups, g)
+	}
+	slices.SortFunc(e.groups, func(a, b *promrules.Group) int { return strings.Compare(a.File()+"/"+a.Name(), b.File()+"/"+b.Name()) })
+	return e, nil
+}
+
+// EvalAt evaluates every group at ts, in order. After the first
+// evaluation it restores alerts' `for` state from ALERTS_FOR_STATE, as the
+// manager does when a group starts (the manager waits for a second
+// evaluation); until then no ALERTS or ALERTS_FOR_STATE samples are
+// written, as in Prometheus.
+func (e *Evaluator) EvalAt(ctx context.Context, ts time.Time) {
+	for _, g := range e.groups {
+		g.Eval(ctx, ts)
+		if !e.restored {
+			g.RestoreForState(ts)
+		}
+	}
+	e.restored = true
+}
+
+// Groups are the evaluator's groups, with their rules' state.
+func (e *Evaluator) Groups() []*promrules.Group { return e.groups }

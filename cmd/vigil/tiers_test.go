@@ -38,6 +38,7 @@ type tierStack struct {
 	qbl     *querier.Queryable
 	engine  *promql.Engine
 	cleanup func()
+	clients []ingesterpb.IngesterClient // of the replicas, for writes
 
 	replicas []*tierReplica
 }
@@ -101,6 +102,7 @@ func newTierReplicas(t *testing.T, dirs []string, ccfg compactor.Config, small b
 			t.Fatal(err)
 		}
 		st.replicas = append(st.replicas, &tierReplica{db: db, comp: comp})
+		st.clients = append(st.clients, conn)
 		ings = append(ings, querier.Ingester{Name: "ingester-" + strconv.Itoa(i), Client: conn, Healthy: true})
 		closers = append(closers, func() {
 			conn.Close()
