@@ -34,7 +34,8 @@ FUZZ_TARGETS := \
 	./api:FuzzLineProtocol \
 	./alerting:FuzzReceiversConfig \
 	./alerting:FuzzRoutingConfig \
-	./cmd/vigil-bench:FuzzActiveIngesters
+	./cmd/vigil-bench:FuzzActiveIngesters \
+	./adapter:FuzzParseConfig
 
 .DEFAULT_GOAL := help
 
@@ -43,7 +44,7 @@ help: ## Show this help.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
 
 .PHONY: build
-build: ## Build bin/vigil and bin/vigil-bench.
+build: ## Build bin/vigil, bin/vigil-bench and bin/vigil-adapter.
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 .PHONY: run
@@ -118,12 +119,12 @@ COMPOSE_CMD = VIGIL_IMAGE=$(DOCKER_IMAGE):latest VIGIL_QUERIER_PORT=$(VIGIL_QUER
 	VIGIL_DISTRIBUTOR_PORT=$(VIGIL_DISTRIBUTOR_PORT) $(COMPOSE) -p $(COMPOSE_PROJECT) -f $(COMPOSE_FILE)
 
 .PHONY: docker
-docker: ## Build static vigil + vigil-bench into docker/build, then the FROM-scratch image vigil-tsdb/vigil.
+docker: ## Build static vigil, vigil-bench and vigil-adapter into docker/build, then the FROM-scratch image vigil-tsdb/vigil.
 	rm -rf docker/build
 	mkdir -p docker/build/rootfs/tmp docker/build/datafs/data
 	chmod 1777 docker/build/rootfs/tmp
 	chmod 0755 docker/build/datafs/data
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o docker/build/ ./cmd/vigil ./cmd/vigil-bench
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o docker/build/ ./cmd/vigil ./cmd/vigil-bench ./cmd/vigil-adapter
 	$(DOCKER) build -t $(DOCKER_IMAGE):latest -t $(DOCKER_IMAGE):$(subst +,-,$(VERSION)) docker
 
 .PHONY: cluster-up

@@ -25,7 +25,7 @@ var allowedImports = map[string][]string{
 	"collector":           {"ring", "sdk", "model", "api/vigil/v1"},
 	"rules":               {"model"},
 	"alerting":            {"model"},
-	"adapter":             {},
+	"adapter":             {"internal/vigiltest"},    // tests run the real vigil binary
 	"api":                 {"model", "api/vigil/v1"}, // HTTP handlers and the vigil.v1.Query service
 	"sdk":                 {"model", "api/vigil/v1", "internal/vigiltest"},
 	"api/vigil/v1":        {}, // the public gRPC API's generated code
