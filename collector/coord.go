@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vigil-tsdb/vigil/ring"
 )
 
 // Coordination keys under ManagerConfig.CoordPrefix (docs/collector.md,
@@ -35,7 +37,7 @@ type loadReport struct {
 
 // assignmentRecord is the last assignment the leader computed, stored as
 // its exceptions: a target's owner is Moved[key] if present, else
-// Rendezvous(Members, key). Every collector uses it as Assign's prev, so
+// ring.Rendezvous(Members, key). Every collector uses it as Assign's prev, so
 // that all compute the same, stable assignment.
 type assignmentRecord struct {
 	Version int               `json:"version"` // 1
@@ -49,7 +51,7 @@ type assignmentRecord struct {
 func newRecord(writer string, members []string, owners map[string]string, now time.Time) *assignmentRecord {
 	r := &assignmentRecord{Version: 1, Writer: writer, Time: now.UTC(), Members: slices.Sorted(slices.Values(members)), Moved: map[string]string{}}
 	for k, c := range owners {
-		if Rendezvous(r.Members, k) != c {
+		if ring.Rendezvous(r.Members, k) != c {
 			r.Moved[k] = c
 		}
 	}
@@ -66,7 +68,7 @@ func (r *assignmentRecord) prev(keys []string) map[string]string {
 		if c, ok := r.Moved[k]; ok {
 			out[k] = c
 		} else {
-			out[k] = Rendezvous(r.Members, k)
+			out[k] = ring.Rendezvous(r.Members, k)
 		}
 	}
 	return out
@@ -80,7 +82,7 @@ func (r *assignmentRecord) sameAssignment(members []string, owners map[string]st
 	for k, c := range owners {
 		want, ok := r.Moved[k]
 		if !ok {
-			want = Rendezvous(r.Members, k)
+			want = ring.Rendezvous(r.Members, k)
 		}
 		if want != c {
 			return false

@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/vigil-tsdb/vigil/ring"
 )
 
 const (
@@ -237,19 +239,7 @@ func newShardState(collectors []string, targets []TargetLoad, prev map[string]st
 // score is the rendezvous (highest random weight) score of collector c for
 // target t. A target prefers collectors in decreasing score; ties (equal
 // 64-bit scores) go to the lower collector number.
-func (s *shardState) score(c, t int) uint64 { return rendezvousScore(s.hc[c], s.ht[t]) }
-
-// rendezvousScore mixes a collector's and a target's hashes.
-func rendezvousScore(hc, ht uint64) uint64 {
-	x := hc ^ ht
-	// splitmix64 finalizer: a bijection that spreads every input bit.
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
+func (s *shardState) score(c, t int) uint64 { return ring.RendezvousScore(s.hc[c], s.ht[t]) }
 
 // capOf returns ⌊(1+eps) × total/n⌋, at most total.
 func capOf(total int64, n int, eps float64) int64 {
@@ -376,20 +366,4 @@ func (s *shardState) best(t int, cs []int, fit func(c int) bool) int {
 		}
 	}
 	return bc
-}
-
-// Rendezvous returns the collector with the highest rendezvous score for
-// target id (the score Assign uses for a target's home), ties to the lower
-// name; "" when collectors is empty. Coordination uses it to store an
-// assignment as its exceptions only (docs/collector.md, "Coordination").
-func Rendezvous(collectors []string, id string) string {
-	best, bestScore := "", uint64(0)
-	ht := xxhash.Sum64String(id)
-	for _, c := range collectors {
-		sc := rendezvousScore(xxhash.Sum64String(c), ht)
-		if best == "" || sc > bestScore || sc == bestScore && c < best {
-			best, bestScore = c, sc
-		}
-	}
-	return best
 }

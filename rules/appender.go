@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/storage"
 
 	vmodel "github.com/vigil-tsdb/vigil/model"
@@ -17,10 +18,16 @@ import (
 // pushAppendable is the rule manager's storage: an evaluation's samples
 // (recording rules, ALERTS, ALERTS_FOR_STATE) are buffered and pushed
 // through the distributor in one batch at Commit.
-type pushAppendable struct{ push Pusher }
+// dropStale, when set, tells from an appender's context whether its
+// staleness markers must be dropped (a group handed over to another
+// ruler: its series live on there).
+type pushAppendable struct {
+	push      Pusher
+	dropStale func(ctx context.Context) bool
+}
 
 func (a pushAppendable) Appender(ctx context.Context) storage.Appender {
-	return &pushAppender{ctx: ctx, push: a.push, index: map[string]int{}}
+	return &pushAppender{ctx: ctx, push: a.push, index: map[string]int{}, dropStale: a.dropStale}
 }
 
 // errUnsupported answers what Vigil does not store (native histograms,
@@ -33,9 +40,14 @@ type pushAppender struct {
 	push   Pusher
 	series []vmodel.Series
 	index  map[string]int // labels → position in series
+
+	dropStale func(ctx context.Context) bool
 }
 
 func (a *pushAppender) Append(_ storage.SeriesRef, l labels.Labels, t int64, v float64) (storage.SeriesRef, error) {
+	if value.IsStaleNaN(v) && a.dropStale != nil && a.dropStale(a.ctx) {
+		return 0, nil
+	}
 	key := l.String()
 	i, ok := a.index[key]
 	if !ok {

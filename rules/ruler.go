@@ -36,11 +36,15 @@ type RulerConfig struct {
 	ResendDelay time.Duration `yaml:"resend_delay"`
 	// ExternalURL is the base of alerts' generator URLs.
 	ExternalURL string `yaml:"external_url"`
+	// HandoverOverlap is how long a ruler keeps evaluating a group it lost
+	// to another ruler after it saw the change (docs/alerting.md,
+	// "Sharding and hand-over").
+	HandoverOverlap time.Duration `yaml:"handover_overlap"`
 }
 
 // DefaultRulerConfig is Prometheus' defaults.
 func DefaultRulerConfig() RulerConfig {
-	return RulerConfig{EvaluationInterval: time.Minute, OutageTolerance: time.Hour, ResendDelay: time.Minute}
+	return RulerConfig{EvaluationInterval: time.Minute, OutageTolerance: time.Hour, ResendDelay: time.Minute, HandoverOverlap: 5 * time.Second}
 }
 
 // RegisterFlags adds the -ruler.* flags.
@@ -48,6 +52,7 @@ func (c *RulerConfig) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.EvaluationInterval, "ruler.evaluation-interval", c.EvaluationInterval, "evaluation interval of rule groups that set none")
 	f.DurationVar(&c.OutageTolerance, "ruler.outage-tolerance", c.OutageTolerance, "an alert's `for` state is restored after a restart if its last ALERTS_FOR_STATE sample is at most this old")
 	f.DurationVar(&c.ResendDelay, "ruler.resend-delay", c.ResendDelay, "how often a firing alert is sent to the notifier again")
+	f.DurationVar(&c.HandoverOverlap, "ruler.handover-overlap", c.HandoverOverlap, "in a cluster, how long a ruler keeps evaluating a rule group another ruler took over after it saw the change (make-before-break)")
 	f.StringVar(&c.ExternalURL, "ruler.external-url", c.ExternalURL, "base URL of alerts' generator links (default: the node's HTTP URL)")
 }
 
@@ -60,6 +65,8 @@ func (c RulerConfig) Validate() error {
 		return errors.New("ruler.outage-tolerance must be positive")
 	case c.ResendDelay <= 0:
 		return errors.New("ruler.resend-delay must be positive")
+	case c.HandoverOverlap < 0:
+		return errors.New("ruler.handover-overlap must not be negative")
 	}
 	if c.ExternalURL != "" {
 		if _, err := url.Parse(c.ExternalURL); err != nil {
@@ -87,9 +94,16 @@ type Ruler struct {
 	mgr    *promrules.Manager
 	parser parser.Parser
 
-	mu      sync.Mutex
+	// applyMu serializes Apply and Resync: each computes the groups to
+	// evaluate and hands them to the manager, whose Update calls Load.
+	applyMu sync.Mutex
+	mu      sync.Mutex                     // protects the fields below
 	applied map[string][]rulefmt.RuleGroup // namespace → groups, what Load serves
-	stored  prometheus.Gauge
+	own     ownership                      // which groups of the snapshot are evaluated here
+	now     func() time.Time               // the clock of hand-overs (tests set a fake one)
+
+	owned prometheus.Gauge
+	moves *prometheus.CounterVec
 }
 
 // NewRuler returns a Ruler that evaluates nothing until Apply. notify may
@@ -108,14 +122,20 @@ func NewRuler(cfg RulerConfig, queryable storage.Queryable, engine promql.QueryE
 		notify = func(context.Context, string, ...*promrules.Alert) {}
 	}
 	r := &Ruler{cfg: cfg, logger: logger, parser: parser.NewParser(parser.Options{}), applied: map[string][]rulefmt.RuleGroup{},
-		stored: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_ruler_groups", Help: "Rule groups this ruler evaluates."})}
-	reg.MustRegister(r.stored)
+		own: newOwnership(cfg.HandoverOverlap), now: time.Now,
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{Name: "vigil_ruler_groups",
+			Help: "Rule groups this ruler owns (a group it lost and still evaluates during the hand-over overlap is not counted)."}),
+		moves: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_ruler_group_moves_total",
+			Help: "Rule groups this ruler gained (in) or lost (out) on a ring change."}, []string{"direction"})}
+	r.moves.WithLabelValues("in")
+	r.moves.WithLabelValues("out")
+	reg.MustRegister(r.owned, r.moves)
 	r.mgr = promrules.NewManager(&promrules.ManagerOptions{
 		ExternalURL: ext,
 		QueryFunc:   promrules.EngineQueryFunc(engine, queryable),
 		NotifyFunc:  notify,
 		Context:     context.Background(),
-		Appendable:  pushAppendable{push: push},
+		Appendable:  pushAppendable{push: push, dropStale: r.handedOver},
 		Queryable:   queryable,
 		Logger:      logger,
 		Registerer:  reg,
@@ -137,29 +157,57 @@ func (r *Ruler) Run(ctx context.Context) {
 	r.mgr.Run()
 }
 
-// Apply makes the groups of snap the ones evaluated. Groups whose
+// Apply makes the groups of snap the ones evaluated (those this ruler
+// owns, with an ownership set, and those it is handing over). Groups whose
 // definition did not change keep their state; the others start afresh
 // (their alerts restored from ALERTS_FOR_STATE).
 func (r *Ruler) Apply(snap Snapshot) error {
-	byNS := map[string][]rulefmt.RuleGroup{}
-	n := 0
-	for _, g := range snap.Groups {
-		byNS[g.Namespace] = append(byNS[g.Namespace], g.RuleGroup)
-		n++
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	r.mu.Lock()
+	r.own.setGroups(snap.Groups)
+	r.mu.Unlock()
+	if _, err := r.updateLocked(true); err != nil {
+		return fmt.Errorf("apply rule groups (revision %d): %w", snap.Revision, err)
 	}
+	return nil
+}
+
+// updateLocked recomputes the groups to evaluate and hands them to the
+// manager, unless force is false and they did not change (a ring change
+// that moved nothing here). It returns when the next hand-over ends (zero
+// when none is under way). Called with applyMu held.
+func (r *Ruler) updateLocked(force bool) (time.Time, error) {
+	r.mu.Lock()
+	ch := r.own.compute(r.now())
+	r.owned.Set(float64(ch.owned))
+	r.moves.WithLabelValues("in").Add(float64(len(ch.gained)))
+	r.moves.WithLabelValues("out").Add(float64(len(ch.lost)))
+	if len(ch.gained)+len(ch.lost)+len(ch.released) > 0 {
+		r.logger.Info("rule group ownership changed", "owned", ch.owned, "gained", ch.gained, "lost", ch.lost, "released", ch.released)
+	}
+	if ch.same && !force {
+		r.mu.Unlock()
+		return ch.next, nil
+	}
+	byNS := map[string][]rulefmt.RuleGroup{}
+	for _, g := range ch.evaluate {
+		byNS[g.Namespace] = append(byNS[g.Namespace], g.RuleGroup)
+	}
+	r.applied = byNS
+	r.mu.Unlock()
 	namespaces := make([]string, 0, len(byNS))
 	for ns := range byNS {
 		namespaces = append(namespaces, ns)
 	}
 	slices.Sort(namespaces)
-	r.mu.Lock()
-	r.applied = byNS
-	r.mu.Unlock()
 	if err := r.mgr.Update(r.cfg.EvaluationInterval, namespaces, labels.EmptyLabels(), r.cfg.ExternalURL, nil); err != nil {
-		return fmt.Errorf("apply rule groups (revision %d): %w", snap.Revision, err)
+		r.mu.Lock()
+		r.own.evaluated = nil // not in force: the next compute must update
+		r.mu.Unlock()
+		return ch.next, err
 	}
-	r.stored.Set(float64(n))
-	return nil
+	return ch.next, nil
 }
 
 // Load implements promrules.GroupLoader: the groups of one namespace as
@@ -199,6 +247,8 @@ func (r *Ruler) Evaluator(snap Snapshot) (*Evaluator, error) {
 		namespaces = append(namespaces, ns)
 	}
 	slices.Sort(namespaces)
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
 	r.mu.Lock()
 	r.applied = byNS
 	r.mu.Unlock()

@@ -84,7 +84,7 @@ func DefaultConfig() Config {
 // RegisterFlags adds every flag, with c's values as defaults.
 func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	f.StringVar(configFile, "config.file", "", "optional YAML configuration file; flags given on the command line override it")
-	f.StringVar(&c.Target, "target", c.Target, `roles to run, comma-separated: ingester, distributor, querier, collector, etcd, or all. "all" without -memberlist.join is the single node (every role, with an embedded etcd unless -etcd.endpoints is set); in a cluster "all" is ingester,distributor,querier`)
+	f.StringVar(&c.Target, "target", c.Target, `roles to run, comma-separated: ingester, distributor, querier, collector, ruler, etcd, or all. "all" without -memberlist.join is the single node (every role, with an embedded etcd unless -etcd.endpoints is set); in a cluster "all" is ingester,distributor,querier. ruler needs querier and distributor on the same node and an etcd (-etcd.endpoints)`)
 	f.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory for the WAL and Badger data")
 	f.StringVar(&c.HTTPListenAddress, "http.listen-address", c.HTTPListenAddress, "address of the HTTP API, UI and /metrics")
 	f.StringVar(&c.GRPCListenAddress, "grpc.listen-address", c.GRPCListenAddress, "address of the gRPC API (ingester service)")
@@ -115,11 +115,11 @@ func parseTarget(target string) (map[string]bool, error) {
 		switch r = strings.TrimSpace(r); r {
 		case "all":
 			roles["ingester"], roles["distributor"], roles["querier"] = true, true, true
-		case "ingester", "distributor", "querier", "collector", "etcd":
+		case "ingester", "distributor", "querier", "collector", "ruler", "etcd":
 			roles[r] = true
 		case "":
 		default:
-			return nil, fmt.Errorf("target %q: unknown role %q (want ingester, distributor, querier, collector, etcd or all)", target, r)
+			return nil, fmt.Errorf("target %q: unknown role %q (want ingester, distributor, querier, collector, ruler, etcd or all)", target, r)
 		}
 	}
 	if len(roles) == 0 {
@@ -129,14 +129,15 @@ func parseTarget(target string) (map[string]bool, error) {
 }
 
 // nodeRoles returns the roles this process runs: the single node adds the
-// collector, and an embedded etcd unless -etcd.endpoints names one.
+// collector, the ruler (which owns every rule group: no ring), and an
+// embedded etcd unless -etcd.endpoints names one.
 func (c Config) nodeRoles() map[string]bool {
 	roles, err := parseTarget(c.Target)
 	if err != nil {
 		return map[string]bool{}
 	}
 	if !c.clusterMode() && strings.TrimSpace(c.Target) == "all" {
-		roles["collector"] = true
+		roles["collector"], roles["ruler"] = true, true
 		if c.Etcd.Endpoints == "" {
 			roles["etcd"] = true
 		}
@@ -178,6 +179,16 @@ func (c Config) Validate() error {
 	}
 	if roles["collector"] {
 		errs = append(errs, c.Collector.Validate())
+	}
+	if roles["ruler"] && c.clusterMode() {
+		// The ruler evaluates on its own node's querier and writes through
+		// its own distributor; its rules are in etcd.
+		if !roles["querier"] || !roles["distributor"] {
+			errs = append(errs, fmt.Errorf("target %q: the ruler role needs the querier and distributor roles on the same node (e.g. -target=querier,distributor,ruler)", c.Target))
+		}
+		if c.Etcd.Endpoints == "" && !roles["etcd"] {
+			errs = append(errs, errors.New("the ruler role reads its rules from etcd: set -etcd.endpoints"))
+		}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -23,7 +23,7 @@ var allowedImports = map[string][]string{
 	"compactor":           {"storage", "model", "model/downsample"},
 	"ring":                {"model"},
 	"collector":           {"ring", "sdk", "model", "api/vigil/v1"},
-	"rules":               {"model"},
+	"rules":               {"model", "ring"}, // ring.Rendezvous: the owner of a rule group
 	"alerting":            {"model"},
 	"adapter":             {"internal/vigiltest"},    // tests run the real vigil binary
 	"api":                 {"model", "api/vigil/v1"}, // HTTP handlers and the vigil.v1.Query service

@@ -170,6 +170,7 @@ type node struct {
 	registry   *collector.Registry
 	ruleStore  *rules.Store
 	ruler      *rules.Ruler
+	rulerStop  context.CancelFunc // stops runRuler (shutdown)
 	notifier   *alerting.Notifier
 	manager    *collector.Manager
 	batcher    *collector.Batcher
@@ -223,7 +224,7 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	if n.cluster {
 		rc := cfg.Ring
 		rc.Roles = nil
-		for _, r := range []string{"ingester", "distributor", "querier", "collector"} {
+		for _, r := range []string{"ingester", "distributor", "querier", "collector", "ruler"} {
 			if n.roles[r] {
 				rc.Roles = append(rc.Roles, r)
 			}
@@ -236,7 +237,7 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		switch {
 		case n.roles["ingester"]: // joining until it serves (becomeReady)
-		case n.roles["collector"]: // joining until it has joined the ring (becomeReady)
+		case n.roles["collector"] || n.roles["ruler"]: // joining until it has joined the ring (becomeReady)
 			rc.InitialState = ring.StateJoining.String()
 		default:
 			rc.InitialState = ring.StateActive.String()
@@ -368,9 +369,10 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		mux.Handle("/api/v1/alerting/", n.notifier.Handler())
 	}
-	if n.ruleStore != nil && n.dist != nil && engine != nil {
-		// The ruler: on a node that queries and writes (the single node;
-		// in a cluster, sharding over a ruler ring is not built yet).
+	if n.roles["ruler"] && n.ruleStore != nil && n.dist != nil && engine != nil {
+		// The ruler: on a node that queries and writes (the single node,
+		// which owns every group; in a cluster, -target's ruler role with
+		// querier and distributor, sharded over the ruler ring).
 		rcfg := cfg.Ruler
 		if rcfg.ExternalURL == "" {
 			rcfg.ExternalURL = n.httpURL
@@ -381,6 +383,10 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 		}
 		if n.ruler, err = rules.NewRuler(rcfg, queryable, engine, n.dist, notify, logger.With("component", "ruler"), reg); err != nil {
 			return err
+		}
+		if n.cluster {
+			cl := n.ring
+			n.ruler.SetOwnership(cl.LocalName(), func() []string { return activeMembers(cl, ring.RoleRuler) })
 		}
 		mux.Handle("/api/v1/rules", n.ruler.Handler())
 		mux.Handle("/api/v1/alerts", n.ruler.Handler())
@@ -522,7 +528,11 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 		g.Go(func() error { return n.runCollector(ctx) })
 	}
 	if n.ruler != nil {
-		g.Go(func() error { n.runRuler(ctx); return nil })
+		// Not stopped with ctx: shutdown stops it, after the hand-over of
+		// its groups (a cluster ruler evaluates them until others took them).
+		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		n.rulerStop = cancel
+		g.Go(func() error { n.runRuler(rctx); return nil })
 	}
 	if n.notifier != nil {
 		g.Go(func() error {
@@ -562,13 +572,19 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 }
 
 // runRuler evaluates the stored rule groups until ctx ends, applying each
-// new snapshot of the rule store.
+// new snapshot of the rule store and, in a cluster, each ring change.
 func (n *node) runRuler(ctx context.Context) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	snaps := n.ruleStore.Watch(rctx)
 	done := make(chan struct{})
 	go func() { defer close(done); n.ruler.Run(rctx) }()
+	if n.ring != nil {
+		changes := n.ring.Subscribe()
+		following := make(chan struct{})
+		go func() { defer close(following); n.ruler.Follow(rctx, changes) }()
+		defer func() { cancel(); <-following }()
+	}
 	for snap := range snaps {
 		if err := n.ruler.Apply(snap); err != nil {
 			n.logger.Error("rule groups not applied; the previous ones stay in force", "err", err)
@@ -576,6 +592,36 @@ func (n *node) runRuler(ctx context.Context) {
 	}
 	cancel()
 	<-done
+}
+
+// activeMembers returns the names of the active, healthy members of role.
+func activeMembers(r ring.Ring, role ring.Role) []string {
+	var out []string
+	for _, m := range r.Members(role) {
+		if m.Healthy && m.State == ring.StateActive {
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// shutdownRuler stops the ruler. A cluster ruler first announces leaving
+// and keeps evaluating its groups while the other rulers take them over
+// (make-before-break, docs/alerting.md "Sharding and hand-over").
+func (n *node) shutdownRuler() error {
+	var err error
+	if n.ring != nil {
+		if err = n.ring.SetState(ring.StateLeaving); err != nil {
+			err = fmt.Errorf("ruler: announce leaving: %w", err)
+		} else {
+			wait := n.cfg.Ruler.HandoverOverlap + time.Second // + gossip
+			n.logger.Info("announced leaving; handing rule groups over", "wait", wait)
+			time.Sleep(wait)
+		}
+	}
+	n.rulerStop()
+	n.rulerStop = nil
+	return err
 }
 
 // retainConns follows the ring: it closes connections to ingesters that
@@ -608,8 +654,8 @@ func (n *node) retainConns(ctx context.Context) {
 // collector once it has joined the ring (so that it does not claim every
 // target while it knows no other collector).
 func (n *node) becomeReady(ctx context.Context) error {
-	if n.ring != nil && (n.roles["ingester"] || n.roles["collector"]) {
-		if n.roles["collector"] {
+	if n.ring != nil && (n.roles["ingester"] || n.roles["collector"] || n.roles["ruler"]) {
+		if n.roles["collector"] || n.roles["ruler"] {
 			select {
 			case <-n.ring.Joined():
 			case <-ctx.Done():
@@ -633,6 +679,11 @@ func (n *node) shutdown() error {
 	var errs []error
 	if n.manager != nil {
 		if err := n.shutdownCollector(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.rulerStop != nil {
+		if err := n.shutdownRuler(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -695,6 +746,9 @@ func (n *node) shutdown() error {
 
 // close releases what start acquired, whether or not serving began.
 func (n *node) close() {
+	if n.rulerStop != nil {
+		n.rulerStop()
+	}
 	if n.ringStop != nil {
 		n.ringStop()
 		<-n.ringDone
@@ -763,6 +817,9 @@ func (n *node) printURLs(w io.Writer) {
 	}
 	if n.manager != nil {
 		fmt.Fprintf(w, "  Scrape targets:                   %s/targets\n", n.httpURL)
+	}
+	if n.ruler != nil {
+		fmt.Fprintf(w, "  Rules and alerts (ruler):         %s/api/v1/rules\n", n.httpURL)
 	}
 	if n.etcd != nil {
 		fmt.Fprintf(w, "  etcd:                             %s\n", n.etcdURL())

@@ -166,12 +166,20 @@ func TestConfig(t *testing.T) {
 		}},
 		{name: "unknown yaml field", yaml: "no_such_field: 1\n", wantErr: "no_such_field"},
 		{name: "bad wal sync", args: []string{"-storage.wal-sync", "sometimes"}, wantErr: `wal_sync is "sometimes"`},
-		{name: "bad target", args: []string{"-target", "ruler"}, wantErr: `target "ruler"`},
+		{name: "bad target", args: []string{"-target", "rulers"}, wantErr: `unknown role "rulers"`},
+		{name: "ruler without querier", args: []string{"-target", "ruler,distributor", "-etcd.endpoints", "http://127.0.0.1:1"}, wantErr: "ruler role needs the querier and distributor"},
+		{name: "ruler without etcd", args: []string{"-target", "querier,distributor,ruler"}, wantErr: "set -etcd.endpoints"},
+		{name: "cluster ruler", args: []string{"-target", "querier,distributor,ruler", "-etcd.endpoints", "http://127.0.0.1:1", "-ruler.handover-overlap", "2s"}, check: func(c Config) error {
+			if r := c.nodeRoles(); !r["ruler"] || !c.clusterMode() || c.Ruler.HandoverOverlap != 2*time.Second {
+				return fmt.Errorf("roles %v cluster %v overlap %s", r, c.clusterMode(), c.Ruler.HandoverOverlap)
+			}
+			return nil
+		}},
 		{name: "self-scrape below 1s", args: []string{"-self-scrape.interval", "200ms"}, wantErr: "self-scrape.interval must be 0 or at least 1s"},
 		{name: "bad collector epsilon", args: []string{"-collector.epsilon", "-1"}, wantErr: "collector.epsilon"},
 		{name: "single node roles", check: func(c Config) error {
 			r := c.nodeRoles()
-			if !r["collector"] || !r["etcd"] || !r["ingester"] || c.Collector.Batch.Spool.Dir != filepath.Join("data", "collector", "spool") {
+			if !r["collector"] || !r["etcd"] || !r["ingester"] || !r["ruler"] || c.Collector.Batch.Spool.Dir != filepath.Join("data", "collector", "spool") {
 				return fmt.Errorf("roles %v spool %s", r, c.Collector.Batch.Spool.Dir)
 			}
 			return nil
