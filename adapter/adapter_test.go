@@ -25,11 +25,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	cmv1beta1 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta1"
 	cmv1beta2 "k8s.io/metrics/pkg/apis/custom_metrics/v1beta2"
 	"k8s.io/metrics/pkg/client/custom_metrics"
 	"k8s.io/metrics/pkg/client/external_metrics"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/vigil-tsdb/vigil/adapter"
 	"github.com/vigil-tsdb/vigil/internal/vigiltest"
@@ -41,7 +43,15 @@ rules:
     resources: [pod]
     name: {matches: '^inflight_(.*)$', as: 'inflight_${1}_doubled'}
     metricsQuery: 'sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>}) * 2'
+  - seriesQuery: '{__name__="http_requests_total",namespace!="",pod!=""}'
+    resources: [pod]
+    name: {matches: '^http_(.*)_total$', as: 'web_${1}'}
+  - seriesQuery: '{__name__="node_memory_used_bytes",node!=""}'
+    resources: [node]
+    name: {matches: '^node_(.*)$', as: 'Node/${1}'}
 external:
+  - name: mixed_inflight
+    query: 'sum(inflight_requests{namespace="batch"})'
   - name: queue_messages_ready
     query: 'sum by (queue) (queue_messages_ready)'
   - name: stale_queue
@@ -72,6 +82,13 @@ func TestAdapter(t *testing.T) {
 	t.Run("V1beta1", e.testV1beta1)
 	t.Run("Stale", e.testStale)
 	t.Run("Errors", e.testErrors)
+	t.Run("MixedFreshness", e.testMixedFreshness)
+	t.Run("CounterRule", e.testCounterRule)
+	t.Run("RuleNames", e.testRuleNames)
+	t.Run("VigilTimeout", e.testVigilTimeout)
+	t.Run("DefaultMaxAge", e.testDefaultMaxAge)
+	t.Run("DiscoveryWindow", e.testDiscoveryWindow)
+	t.Run("DiscoveryLimit", e.testDiscoveryLimit)
 	t.Run("Discovery", e.testDiscovery) // last: it writes a new series
 }
 
@@ -115,6 +132,15 @@ func setup(t *testing.T) *env {
 	gauge(2, 3*time.Second, "__name__", "queue_messages_ready", "queue", "orders", "vhost", "b")
 	gauge(7, 3*time.Second, "__name__", "queue_messages_ready", "queue", "billing", "vhost", "a")
 	gauge(3, 4*time.Minute, "__name__", "stale_gauge", "namespace", "shop", "pod", "web-1", "app", "web")
+	// One deployment, one fresh and one stale pod: only the fresh one counts.
+	gauge(4, 5*time.Second, "__name__", "inflight_requests", "namespace", "batch", "deployment", "mix", "pod", "mix-1", "app", "mix")
+	gauge(100, 4*time.Minute, "__name__", "inflight_requests", "namespace", "batch", "deployment", "mix", "pod", "mix-2", "app", "mix")
+	// Older than Vigil's 5m lookback: stale at the default max age.
+	gauge(8, 6*time.Minute, "__name__", "old_gauge", "namespace", "shop", "pod", "web-1")
+	// Older than the 10m discovery window.
+	gauge(9, 11*time.Minute, "__name__", "ancient_gauge", "namespace", "shop", "pod", "web-1")
+	// A scraped series: job is the scrape job, not a Kubernetes Job.
+	gauge(5, 5*time.Second, "__name__", "scraped_gauge", "namespace", "shop", "pod", "web-1", "job", "kubernetes-pods")
 	remoteWrite(t, node.HTTP, series)
 
 	cfg, err := adapter.ParseConfig("rules.yaml", []byte(rulesYAML))
@@ -436,12 +462,12 @@ func (e *env) testDiscovery(t *testing.T) {
 	if _, err := e.getJSON("/apis/custom.metrics.k8s.io/v1beta2", &list); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"pods/http_requests", "pods/inflight_requests", "deployments.apps/inflight_requests", "nodes/node_memory_used_bytes"} {
+	for _, want := range []string{"pods/http_requests", "pods/inflight_requests", "deployments.apps/inflight_requests", "nodes/node_memory_used_bytes", "pods/scraped_gauge"} {
 		if !hasResource(&list, want) {
 			t.Errorf("discovery lacks %s", want)
 		}
 	}
-	for _, notWant := range []string{"pods/http_requests_total", "pods/late_gauge", "nodes/http_requests"} {
+	for _, notWant := range []string{"pods/http_requests_total", "pods/late_gauge", "nodes/http_requests", "pods/ancient_gauge", "jobs.batch/scraped_gauge"} {
 		if hasResource(&list, notWant) {
 			t.Errorf("discovery has %s", notWant)
 		}
@@ -465,6 +491,176 @@ func (e *env) testDiscovery(t *testing.T) {
 	got, err := e.customClient("v1beta2").NamespacedMetrics("shop").GetForObject(schema.GroupKind{Kind: "Pod"}, "web-1", "late_gauge", labels.Everything())
 	if err != nil || got.Value.MilliValue() != 1000 {
 		t.Errorf("late_gauge of web-1: %v %v, want 1", got, err)
+	}
+}
+
+// A deployment with a fresh pod (4, 5 s old) and a stale one (100, 4 m
+// old, max age 2m): the value is the fresh pod's alone, the stale pod is
+// left out of the list and logged, and the external metric over both
+// sums only the fresh one.
+func (e *env) testMixedFreshness(t *testing.T) {
+	cmc := e.customClient("v1beta2")
+	got, err := cmc.NamespacedMetrics("batch").GetForObject(schema.GroupKind{Group: "apps", Kind: "Deployment"}, "mix", "inflight_requests", labels.Everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Value.MilliValue() != 4000 {
+		t.Errorf("deployment mix: %s, want 4 (the fresh pod only; 104 includes the stale one)", got.Value.String())
+	}
+	if wantTS := e.t0.Add(-5 * time.Second); !got.Timestamp.Time.Equal(wantTS) {
+		t.Errorf("timestamp %v, want %v", got.Timestamp.Time, wantTS)
+	}
+	pods, err := cmc.NamespacedMetrics("batch").GetForObjects(schema.GroupKind{Kind: "Pod"}, labels.SelectorFromSet(labels.Set{"app": "mix"}), "inflight_requests", labels.Everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].DescribedObject.Name != "mix-1" || pods.Items[0].Value.MilliValue() != 4000 {
+		t.Errorf("pods of mix: %+v, want mix-1 = 4 alone", pods.Items)
+	}
+	if want := `msg="stale metric value; left out" metric=inflight_requests resource=pods namespace=batch object=mix-2`; !strings.Contains(e.logs.String(), want) {
+		t.Errorf("log lacks %q", want)
+	}
+	emc, err := external_metrics.NewForConfig(e.rest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := emc.NamespacedMetrics("batch").List("mixed_inflight", labels.Everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ext.Items) != 1 || ext.Items[0].Value.MilliValue() != 4000 {
+		t.Errorf("external mixed_inflight: %+v, want 4", ext.Items)
+	}
+}
+
+// A rule that renames a counter without a metricsQuery still serves its
+// rate.
+func (e *env) testCounterRule(t *testing.T) {
+	got, err := e.customClient("v1beta2").NamespacedMetrics("shop").GetForObject(schema.GroupKind{Kind: "Pod"}, "web-2", "web_requests", labels.Everything())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Value.MilliValue() != 500 {
+		t.Errorf("web_requests of web-2: %s, want the rate 0.5 (not the counter's value)", got.Value.String())
+	}
+	if got.WindowSeconds == nil || *got.WindowSeconds != 120 {
+		t.Errorf("window %v, want 120 s", got.WindowSeconds)
+	}
+}
+
+// A rule's name.as result that is not a valid metric name is skipped and
+// logged.
+func (e *env) testRuleNames(t *testing.T) {
+	var list metav1.APIResourceList
+	if _, err := e.getJSON("/apis/custom.metrics.k8s.io/v1beta2", &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range list.APIResources {
+		if strings.Contains(r.Name, "Node/") {
+			t.Errorf("discovery has %s", r.Name)
+		}
+	}
+	if want := `msg="rule names a series with an invalid metric name; skipped" rule=2 series=node_memory_used_bytes name=Node/memory_used_bytes`; !strings.Contains(e.logs.String(), want) {
+		t.Errorf("log lacks %q", want)
+	}
+}
+
+// A timeout that is not a whole number of seconds reaches Vigil as one.
+func (e *env) testVigilTimeout(t *testing.T) {
+	c, err := adapter.NewClient(e.vigil.HTTP, 2500*time.Millisecond, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Query(context.Background(), `sum(inflight_requests{namespace="shop"})`, e.t0, 0)
+	if err != nil {
+		t.Fatalf("query with a 2.5s timeout: %v", err)
+	}
+	if len(got) != 1 || got[0].Value != 110 {
+		t.Errorf("got %+v, want 110", got)
+	}
+}
+
+// directProvider is a provider on the same Vigil with its own options and
+// log, called without the API server (one per process).
+func (e *env) directProvider(t *testing.T, opts adapter.Options) (*adapter.Provider, *syncBuffer) {
+	t.Helper()
+	c, err := adapter.NewClient(e.vigil.HTTP, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return e.t0 }
+	}
+	p := adapter.NewProvider(nil, c, opts, slog.New(slog.NewTextHandler(logs, nil)))
+	if err := p.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("provider log:\n%s", logs.String())
+		}
+	})
+	return p, logs
+}
+
+var podsGR = schema.GroupResource{Resource: "pods"}
+
+// With the default flags (max age 5m, Vigil's lookback) a gauge 6 m old
+// is a logged 503, not a silent 404.
+func (e *env) testDefaultMaxAge(t *testing.T) {
+	p, logs := e.directProvider(t, adapter.Options{})
+	info := provider.CustomMetricInfo{GroupResource: podsGR, Namespaced: true, Metric: "old_gauge"}
+	_, err := p.GetMetricByName(context.Background(), types.NamespacedName{Namespace: "shop", Name: "web-1"}, info, labels.Everything())
+	if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "newest sample is 6m0s old, max age 5m0s") {
+		t.Errorf("6m old gauge at default max age: %v, want 503 saying 6m0s old", err)
+	}
+	if want := `object=web-1 newest_sample=`; !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "age=6m0s max_age=5m0s") {
+		t.Errorf("log lacks the stale line: %s", logs.String())
+	}
+}
+
+// Discovery looks at the window only: a metric whose newest sample
+// leaves it drops out at the next refresh.
+func (e *env) testDiscoveryWindow(t *testing.T) {
+	var mu sync.Mutex
+	now := e.t0
+	p, _ := e.directProvider(t, adapter.Options{DiscoveryWindow: 10 * time.Minute, Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }})
+	has := func(m string) bool {
+		for _, i := range p.ListAllMetrics() {
+			if i.GroupResource == podsGR && i.Metric == m {
+				return true
+			}
+		}
+		return false
+	}
+	if !has("stale_gauge") || has("ancient_gauge") {
+		t.Errorf("at t0: stale_gauge (4m old) %v, ancient_gauge (11m old) %v; want true, false", has("stale_gauge"), has("ancient_gauge"))
+	}
+	mu.Lock()
+	now = e.t0.Add(7 * time.Minute)
+	mu.Unlock()
+	if err := p.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if has("stale_gauge") || !has("http_requests") {
+		t.Errorf("7m later: stale_gauge (11m old) %v, http_requests (7m old) %v; want false, true", has("stale_gauge"), has("http_requests"))
+	}
+}
+
+func (e *env) testDiscoveryLimit(t *testing.T) {
+	p, logs := e.directProvider(t, adapter.Options{DiscoveryLimit: 2})
+	n := 0
+	for _, i := range p.ListAllMetrics() {
+		if i.GroupResource == podsGR {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d pod metrics with a limit of 2", n)
+	}
+	if !strings.Contains(logs.String(), `msg="too many metric names; list cut" resource=pods`) {
+		t.Errorf("cut not logged: %s", logs.String())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -68,9 +69,16 @@ func NewClient(baseURL string, timeout time.Duration, hc *http.Client) (*Client,
 }
 
 // Query runs an instant query at ts and returns its vector. A scalar
-// result is returned as one sample without labels.
-func (c *Client) Query(ctx context.Context, expr string, ts time.Time) ([]Sample, error) {
-	form := url.Values{"query": {expr}, "time": {formatTime(ts)}, "timeout": {c.timeout.String()}}
+// result is returned as one sample without labels. lookback (0: Vigil's
+// default, 5m) is how old the newest sample of a series may be for an
+// instant selector to select it: the query's lookback_delta.
+func (c *Client) Query(ctx context.Context, expr string, ts time.Time, lookback time.Duration) ([]Sample, error) {
+	// Seconds as a number: Vigil (like Prometheus) does not parse Go's
+	// "2.5s" or "1m30s".
+	form := url.Values{"query": {expr}, "time": {formatTime(ts)}, "timeout": {formatSeconds(c.timeout)}}
+	if lookback > 0 {
+		form.Set("lookback_delta", formatSeconds(lookback))
+	}
 	var data struct {
 		ResultType string          `json:"resultType"`
 		Result     json.RawMessage `json:"result"`
@@ -111,16 +119,23 @@ func (c *Client) Query(ctx context.Context, expr string, ts time.Time) ([]Sample
 	}
 }
 
-// LabelValues returns the sorted values of label name among the series
-// matching any of the selectors with a sample in [start, end].
-func (c *Client) LabelValues(ctx context.Context, name string, selectors []string, start, end time.Time) ([]string, error) {
-	form := url.Values{"match[]": selectors, "start": {formatTime(start)}, "end": {formatTime(end)}}
-	var vals []string
-	// GET: Vigil serves /api/v1/label/<name>/values on GET only.
-	if err := c.do(ctx, "label values", http.MethodGet, "/api/v1/label/"+url.PathEscape(name)+"/values", form, &vals); err != nil {
+// MetricNames returns the sorted metric names of the series matching
+// selector that have a sample in (end-window, end]. Vigil's label values
+// endpoint ignores its time range, so this is an instant query,
+// group by (__name__) of the selector, whose lookback is the window.
+func (c *Client) MetricNames(ctx context.Context, selector string, end time.Time, window time.Duration) ([]string, error) {
+	vec, err := c.Query(ctx, "group by (__name__) ("+selector+")", end, window)
+	if err != nil {
 		return nil, err
 	}
-	return vals, nil
+	names := make([]string, 0, len(vec))
+	for _, s := range vec {
+		if n := s.Labels["__name__"]; n != "" {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 func (c *Client) post(ctx context.Context, op, path string, form url.Values, data any) error {
@@ -186,6 +201,10 @@ func decodePoint(p [2]json.RawMessage) (time.Time, float64, error) {
 		return time.Time{}, 0, fmt.Errorf("sample value %q: %w", s, err)
 	}
 	return time.UnixMilli(int64(math.Round(sec * 1000))), v, nil
+}
+
+func formatSeconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 }
 
 func formatTime(t time.Time) string {

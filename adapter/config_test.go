@@ -23,6 +23,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"missing seriesQuery", "rules:\n  - resources: [pod]\n", 2, "rules[0].seriesQuery: missing"},
 		{"bad seriesQuery", "rules:\n  - seriesQuery: 'rate(x[5m])'\n", 2, "rules[0].seriesQuery: not a series selector"},
 		{"unknown resource", "rules:\n  - seriesQuery: 'x'\n    resources:\n      - pod\n      - widget\n", 5, `rules[0].resources[1]: unknown object label "widget"; known: pod, service`},
+		{"job is a scrape job", "rules:\n  - seriesQuery: 'x'\n    resources: [job]\n", 3, `rules[0].resources[0]: unknown object label "job"; known: pod, service, deployment, statefulset, daemonset, replicaset, job_name`},
 		{"resource twice", "rules:\n  - seriesQuery: 'x'\n    resources: [pod, pod]\n", 3, `rules[0].resources[1]: "pod" listed twice`},
 		{"bad name regexp", "rules:\n  - seriesQuery: 'x'\n    name:\n      matches: '(x'\n      as: y\n", 4, "rules[0].name.matches: not a regexp"},
 		{"matches without as", "rules:\n  - seriesQuery: 'x'\n    name:\n      matches: '(x)'\n", 3, "rules[0].name: missing"},

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -31,7 +32,8 @@ import (
 type Options struct {
 	RefreshInterval time.Duration    // rediscovery period (default 1m)
 	DiscoveryWindow time.Duration    // a series counts if it has a sample this recent (default 10m)
-	MaxAge          time.Duration    // older values are errors (default 5m)
+	MaxAge          time.Duration    // values use samples this recent; older objects are errors (default 5m)
+	DiscoveryLimit  int              // metric names kept per discovery query (default 10000)
 	Now             func() time.Time // the clock: query and freshness time (default time.Now)
 }
 
@@ -45,10 +47,19 @@ func (o *Options) defaults() {
 	if o.MaxAge <= 0 {
 		o.MaxAge = 5 * time.Minute
 	}
+	if o.DiscoveryLimit <= 0 {
+		o.DiscoveryLimit = 10000
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 }
+
+// defaultLookback is Vigil's (and Prometheus') default lookback delta.
+// Freshness is looked up over MaxAge plus this, so that a value just
+// older than MaxAge is found, reported stale and logged rather than
+// missing.
+const defaultLookback = 5 * time.Minute
 
 // Provider serves custom and external metrics from Vigil. Its methods
 // are safe for concurrent use; Run refreshes the list of custom metrics.
@@ -122,11 +133,10 @@ func (p *Provider) Run(ctx context.Context) error {
 // in the discovery window.
 func (p *Provider) Refresh(ctx context.Context) error {
 	now := p.opts.Now()
-	start := now.Add(-p.opts.DiscoveryWindow)
 	defs := map[metricKey]*metricDef{}
 	if !p.cfg.DisableDefaults {
 		for _, res := range knownResources {
-			names, err := p.client.LabelValues(ctx, model.MetricNameLabel, []string{res.discoverySelector(nil)}, start, now)
+			names, err := p.discover(ctx, res.discoverySelector(nil), now, "resource", res.gr.String())
 			if err != nil {
 				return fmt.Errorf("discover %s metrics: %w", res.gr, err)
 			}
@@ -159,19 +169,27 @@ func (p *Provider) Refresh(ctx context.Context) error {
 		}
 		for _, l := range r.Resources {
 			res := resourceByLabel(l)
-			names, err := p.client.LabelValues(ctx, model.MetricNameLabel, []string{res.discoverySelector(r.matchers)}, start, now)
+			names, err := p.discover(ctx, res.discoverySelector(r.matchers), now, "rule", i, "resource", res.gr.String())
 			if err != nil {
 				return fmt.Errorf("discover metrics of rules[%d] for %s: %w", i, res.gr, err)
 			}
 			for _, n := range names {
-				name, counter := n, false
+				// A counter is a counter whatever the rule calls it: without a
+				// metricsQuery it is served as a rate.
+				_, counter := strings.CutSuffix(n, "_total")
+				name := n
 				if r.re != nil {
 					if !r.re.MatchString(n) {
 						continue
 					}
 					name = r.re.ReplaceAllString(n, r.Name.As)
+					if !metricNameRE.MatchString(name) {
+						p.log.Warn("rule names a series with an invalid metric name; skipped", "rule", i, "series", n, "name", name,
+							"want", "lower case letters, digits, '_', '.', '-'")
+						continue
+					}
 				} else if cut, ok := strings.CutSuffix(n, "_total"); ok && cut != "" {
-					name, counter = cut, true
+					name = cut
 				}
 				k := metricKey{res.gr, name}
 				if byRule[k] {
@@ -197,6 +215,22 @@ func (p *Provider) Refresh(ctx context.Context) error {
 	p.mu.Unlock()
 	p.log.Debug("metric discovery done", "metrics", len(list))
 	return nil
+}
+
+// discover returns the metric names of the series matching selector with
+// a sample in the discovery window, at most DiscoveryLimit of them (the
+// first in name order); a cut list is logged. what names the query in
+// the log.
+func (p *Provider) discover(ctx context.Context, selector string, now time.Time, what ...any) ([]string, error) {
+	names, err := p.client.MetricNames(ctx, selector, now, p.opts.DiscoveryWindow)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) > p.opts.DiscoveryLimit {
+		p.log.Warn("too many metric names; list cut", append(what, "selector", selector, "names", len(names), "kept", p.opts.DiscoveryLimit, "dropped", len(names)-p.opts.DiscoveryLimit)...)
+		names = names[:p.opts.DiscoveryLimit]
+	}
+	return names, nil
 }
 
 // ListAllMetrics implements provider.CustomMetricsProvider.
@@ -226,7 +260,8 @@ func (p *Provider) lookup(info provider.CustomMetricInfo) (*metricDef, error) {
 }
 
 // queries renders the value and the freshness query of d for the given
-// object matchers.
+// object matchers. The value query is to run with MaxAge as lookback,
+// the freshness query with a longer one (fetch).
 func (p *Provider) queries(d *metricDef, matchers []string) (value, fresh string, err error) {
 	gb := d.res.groupBy()
 	switch {
@@ -240,8 +275,60 @@ func (p *Provider) queries(d *metricDef, matchers []string) (value, fresh string
 	default:
 		value = fmt.Sprintf("sum by (%s) (%s{%s})", strings.Join(gb, ","), d.series, strings.Join(matchers, ","))
 	}
+	expr, err := promParser.ParseExpr(value)
+	if err != nil {
+		return "", "", apierrors.NewInternalError(fmt.Errorf("query of %s %q: %w", d.series, value, err))
+	}
+	value = freshOnly(expr).String()
 	fresh = fmt.Sprintf("max by (%s) (timestamp(%s{%s}))", strings.Join(gb, ","), d.series, strings.Join(matchers, ","))
 	return value, fresh, nil
+}
+
+// freshOnly rewrites expr, in place, so that run with MaxAge as lookback
+// it uses only series with a sample that recent: instant selectors are
+// bounded by the lookback itself; a function of a range, such as
+// rate(x[2m]), becomes (rate(x[2m]) and x), which drops the series whose
+// newest sample is older than the lookback but still inside the range.
+func freshOnly(e parser.Expr) parser.Expr {
+	switch n := e.(type) {
+	case *parser.Call:
+		for i, a := range n.Args {
+			n.Args[i] = freshOnly(a)
+		}
+		if n.Func.Name == "absent_over_time" {
+			return n // its answer is for series that are not there
+		}
+		for _, a := range n.Args {
+			ms, ok := a.(*parser.MatrixSelector)
+			if !ok {
+				continue
+			}
+			vs, ok := ms.VectorSelector.(*parser.VectorSelector)
+			if !ok {
+				continue
+			}
+			plain := &parser.VectorSelector{Name: vs.Name, LabelMatchers: vs.LabelMatchers,
+				OriginalOffset: vs.OriginalOffset, Timestamp: vs.Timestamp, StartOrEnd: vs.StartOrEnd}
+			return &parser.ParenExpr{Expr: &parser.BinaryExpr{Op: parser.LAND, LHS: n, RHS: plain,
+				VectorMatching: &parser.VectorMatching{Card: parser.CardManyToMany}}}
+		}
+	case *parser.BinaryExpr:
+		n.LHS, n.RHS = freshOnly(n.LHS), freshOnly(n.RHS)
+	case *parser.AggregateExpr:
+		n.Expr = freshOnly(n.Expr)
+		if n.Param != nil {
+			n.Param = freshOnly(n.Param)
+		}
+	case *parser.ParenExpr:
+		n.Expr = freshOnly(n.Expr)
+	case *parser.UnaryExpr:
+		n.Expr = freshOnly(n.Expr)
+	case *parser.SubqueryExpr:
+		n.Expr = freshOnly(n.Expr)
+	case *parser.StepInvariantExpr:
+		n.Expr = freshOnly(n.Expr)
+	}
+	return e
 }
 
 // objectMatchers are the matchers of a request: the rule's, the
@@ -277,23 +364,21 @@ type objectValue struct {
 	newest time.Time
 }
 
-// fetch runs the value and freshness queries at the same time and pairs
-// them by object; values without a fresh enough sample are left out and
-// logged. stale counts them.
+// fetch runs the value query, which sees only samples within MaxAge,
+// and the freshness query, which looks back MaxAge plus Vigil's default
+// lookback, and pairs them by object: an object whose newest sample is
+// older than MaxAge is left out of vals, logged and named in stale.
 func (p *Provider) fetch(ctx context.Context, d *metricDef, info provider.CustomMetricInfo, namespace string, matchers []string) (vals []objectValue, stale []string, err error) {
 	valueQ, freshQ, err := p.queries(d, matchers)
 	if err != nil {
 		return nil, nil, err
 	}
 	now := p.opts.Now()
-	values, err := p.client.Query(ctx, valueQ, now)
+	values, err := p.client.Query(ctx, valueQ, now, p.opts.MaxAge)
 	if err != nil {
 		return nil, nil, vigilStatus(err)
 	}
-	if len(values) == 0 {
-		return nil, nil, nil
-	}
-	fresh, err := p.client.Query(ctx, freshQ, now)
+	fresh, err := p.client.Query(ctx, freshQ, now, p.opts.MaxAge+defaultLookback)
 	if err != nil {
 		return nil, nil, vigilStatus(err)
 	}
@@ -301,25 +386,41 @@ func (p *Provider) fetch(ctx context.Context, d *metricDef, info provider.Custom
 	for _, s := range fresh {
 		newest[s.Labels[d.res.label]] = time.UnixMilli(int64(math.Round(s.Value * 1000)))
 	}
+	staleObject := func(obj string, ts time.Time) {
+		age := now.Sub(ts)
+		p.log.Warn("stale metric value; left out", "metric", info.Metric, "resource", info.GroupResource.String(), "namespace", namespace, "object", obj,
+			"newest_sample", ts.UTC().Format(time.RFC3339), "age", age.Round(time.Second).String(), "max_age", p.opts.MaxAge.String())
+		stale = append(stale, fmt.Sprintf("%s: newest sample is %v old, max age %v", obj, age.Round(time.Second), p.opts.MaxAge))
+	}
+	seen := map[string]bool{}
 	for _, s := range values {
 		obj := s.Labels[d.res.label]
+		seen[obj] = true
 		ts, ok := newest[obj]
-		age := now.Sub(ts)
 		switch {
 		case !ok:
 			p.log.Warn("metric value without a sample time; left out", "metric", info.Metric, "resource", info.GroupResource.String(), "namespace", namespace, "object", obj, "query", freshQ)
 			stale = append(stale, fmt.Sprintf("%s: no sample time", obj))
 			continue
-		case age > p.opts.MaxAge:
-			p.log.Warn("stale metric value; left out", "metric", info.Metric, "resource", info.GroupResource.String(), "namespace", namespace, "object", obj,
-				"newest_sample", ts.UTC().Format(time.RFC3339), "age", age.Round(time.Second).String(), "max_age", p.opts.MaxAge.String())
-			stale = append(stale, fmt.Sprintf("%s: newest sample is %v old, max age %v", obj, age.Round(time.Second), p.opts.MaxAge))
+		case now.Sub(ts) > p.opts.MaxAge:
+			staleObject(obj, ts)
 			continue
 		case math.IsNaN(s.Value) || math.IsInf(s.Value, 0):
 			p.log.Warn("metric value is not a number; left out", "metric", info.Metric, "object", obj, "value", s.Value)
 			continue
 		}
 		vals = append(vals, objectValue{name: obj, value: s.Value, newest: ts})
+	}
+	// Objects with only old samples have no value at all: report them.
+	var old []string
+	for obj, ts := range newest {
+		if !seen[obj] && now.Sub(ts) > p.opts.MaxAge {
+			old = append(old, obj)
+		}
+	}
+	sort.Strings(old)
+	for _, obj := range old {
+		staleObject(obj, newest[obj])
 	}
 	return vals, stale, nil
 }
@@ -427,19 +528,17 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 		plain := &parser.VectorSelector{Name: vs.Name, LabelMatchers: vs.LabelMatchers}
 		freshQs = append(freshQs, "max(timestamp("+plain.String()+"))")
 	}
-	query := expr.String()
+	query := freshOnly(expr).String()
 	now := p.opts.Now()
-	values, err := p.client.Query(ctx, query, now)
+	values, err := p.client.Query(ctx, query, now, p.opts.MaxAge)
 	if err != nil {
 		return nil, vigilStatus(err)
 	}
-	if len(values) == 0 {
-		return nil, apierrors.NewNotFound(schema.GroupResource{Group: "external.metrics.k8s.io", Resource: info.Metric}, fmt.Sprintf("%s with selector %q (no data for %s)", info.Metric, metricSelector, query))
-	}
-	// The value is as fresh as its stalest input.
+	// The value is as fresh as its stalest input; looked up further back
+	// than MaxAge so that an input just too old is reported, not missing.
 	var oldest time.Time
 	for _, q := range freshQs {
-		r, err := p.client.Query(ctx, q, now)
+		r, err := p.client.Query(ctx, q, now, p.opts.MaxAge+defaultLookback)
 		if err != nil {
 			return nil, vigilStatus(err)
 		}
@@ -451,6 +550,9 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 			oldest = ts
 		}
 	}
+	if oldest.IsZero() && len(values) == 0 {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Group: "external.metrics.k8s.io", Resource: info.Metric}, fmt.Sprintf("%s with selector %q (no data for %s)", info.Metric, metricSelector, query))
+	}
 	if age := now.Sub(oldest); oldest.IsZero() || age > p.opts.MaxAge {
 		reason := fmt.Sprintf("newest sample is %v old, max age %v", age.Round(time.Second), p.opts.MaxAge)
 		if oldest.IsZero() {
@@ -458,6 +560,9 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 		}
 		p.log.Warn("stale external metric value", "metric", info.Metric, "selector", metricSelector.String(), "query", query, "reason", reason)
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("external metric %s with selector %q: %s", info.Metric, metricSelector, reason))
+	}
+	if len(values) == 0 {
+		return nil, apierrors.NewNotFound(schema.GroupResource{Group: "external.metrics.k8s.io", Resource: info.Metric}, fmt.Sprintf("%s with selector %q (no data for %s)", info.Metric, metricSelector, query))
 	}
 	out := &external_metrics.ExternalMetricValueList{}
 	for _, s := range values {
@@ -476,8 +581,17 @@ func (p *Provider) GetExternalMetric(ctx context.Context, namespace string, metr
 	return out, nil
 }
 
+// quantity is v in milli-units where that fits an int64 (the HPA reads
+// MilliValue), else v parsed from its decimal form.
 func quantity(v float64) kresource.Quantity {
-	return *kresource.NewMilliQuantity(int64(math.Round(v*1000)), kresource.DecimalSI)
+	if m := math.Round(v * 1000); math.Abs(m) < 1<<62 {
+		return *kresource.NewMilliQuantity(int64(m), kresource.DecimalSI)
+	}
+	q, err := kresource.ParseQuantity(strconv.FormatFloat(v, 'g', -1, 64))
+	if err != nil { // not reached for finite v: 'g' gives "1e+16"
+		return *kresource.NewMilliQuantity(math.MaxInt64, kresource.DecimalSI)
+	}
+	return q
 }
 
 func staleStatus(info provider.CustomMetricInfo, namespace string, stale []string) error {
@@ -488,13 +602,14 @@ func staleStatus(info provider.CustomMetricInfo, namespace string, stale []strin
 	return apierrors.NewServiceUnavailable(fmt.Sprintf("metric %s of %s: no fresh value (%s)", info.Metric, where, strings.Join(stale, "; ")))
 }
 
-// vigilStatus maps an error of a query to Vigil to a Kubernetes status:
-// Vigil rejecting the query is a BadRequest, anything else (unreachable,
-// timeout, overloaded) is ServiceUnavailable.
+// vigilStatus maps an error of a query to Vigil to a Kubernetes status.
+// Vigil rejecting the query (400 bad_data, 422 execution) is the
+// adapter's fault, not the caller's: InternalError, with Vigil's reason.
+// Anything else (unreachable, timeout, overloaded) is ServiceUnavailable.
 func vigilStatus(err error) error {
 	var ae *APIError
-	if errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest {
-		return apierrors.NewBadRequest(err.Error())
+	if errors.As(err, &ae) && (ae.StatusCode == http.StatusBadRequest || ae.StatusCode == http.StatusUnprocessableEntity) {
+		return apierrors.NewInternalError(err)
 	}
 	return apierrors.NewServiceUnavailable(err.Error())
 }

@@ -32,7 +32,7 @@ var knownResources = []*resource{
 	{"statefulset", schema.GroupResource{Group: "apps", Resource: "statefulsets"}, "StatefulSet", "apps/v1", true},
 	{"daemonset", schema.GroupResource{Group: "apps", Resource: "daemonsets"}, "DaemonSet", "apps/v1", true},
 	{"replicaset", schema.GroupResource{Group: "apps", Resource: "replicasets"}, "ReplicaSet", "apps/v1", true},
-	{"job", schema.GroupResource{Group: "batch", Resource: "jobs"}, "Job", "batch/v1", true},
+	{"job_name", schema.GroupResource{Group: "batch", Resource: "jobs"}, "Job", "batch/v1", true},
 	{"cronjob", schema.GroupResource{Group: "batch", Resource: "cronjobs"}, "CronJob", "batch/v1", true},
 	{"ingress", schema.GroupResource{Group: "networking.k8s.io", Resource: "ingresses"}, "Ingress", "networking.k8s.io/v1", true},
 	{"persistentvolumeclaim", schema.GroupResource{Resource: "persistentvolumeclaims"}, "PersistentVolumeClaim", "v1", true},

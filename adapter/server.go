@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/handlers/responsewriters"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/rest"
 	openapicommon "k8s.io/kube-openapi/pkg/common"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/cmd/options"
@@ -33,14 +35,37 @@ type ServerOptions struct {
 	SkipDelegatedAuth bool
 }
 
-// NewServerOptions returns the library's defaults, except that the
-// delegated-auth kubeconfigs are optional: out of a cluster and without
-// them the server starts and forbids every metrics request.
+// NewServerOptions returns the library's defaults. NewServer makes the
+// delegated-auth kubeconfigs optional only out of a cluster.
 func NewServerOptions() *ServerOptions {
-	o := &ServerOptions{CustomMetricsAdapterServerOptions: options.NewCustomMetricsAdapterServerOptions()}
-	o.Authentication.RemoteKubeConfigFileOptional = true
-	o.Authorization.RemoteKubeConfigFileOptional = true
-	return o
+	return &ServerOptions{CustomMetricsAdapterServerOptions: options.NewCustomMetricsAdapterServerOptions()}
+}
+
+// delegatedAuthOptional sets whether delegated auth may go without an API
+// server: only out of a cluster (rest.ErrNotInCluster), where the server
+// then starts and forbids every metrics request. In a cluster whose
+// in-cluster config cannot be read (no service-account token) it is an
+// error: the library would otherwise degrade to 403 for everything while
+// /readyz says 200.
+func (o *ServerOptions) delegatedAuthOptional() error {
+	if o.Authentication == nil || o.Authorization == nil {
+		return nil
+	}
+	if o.Authentication.RemoteKubeConfigFile != "" && o.Authorization.RemoteKubeConfigFile != "" {
+		return nil
+	}
+	_, err := rest.InClusterConfig()
+	switch {
+	case errors.Is(err, rest.ErrNotInCluster):
+		o.Authentication.RemoteKubeConfigFileOptional = true
+		o.Authorization.RemoteKubeConfigFileOptional = true
+		return nil
+	case err != nil:
+		return fmt.Errorf("delegated auth: in-cluster config: %w (or pass --authentication-kubeconfig and --authorization-kubeconfig)", err)
+	}
+	o.Authentication.RemoteKubeConfigFileOptional = false
+	o.Authorization.RemoteKubeConfigFileOptional = false
+	return nil
 }
 
 // AddFlags registers the library's flags and --insecure-skip-delegated-auth.
@@ -64,6 +89,9 @@ type Server struct {
 func NewServer(name string, o *ServerOptions, p *Provider) (*Server, error) {
 	if o.SkipDelegatedAuth {
 		o.Authentication, o.Authorization = nil, nil
+	}
+	if err := o.delegatedAuthOptional(); err != nil {
+		return nil, err
 	}
 	if errs := o.Validate(); len(errs) > 0 {
 		return nil, utilerrors.NewAggregate(errs)

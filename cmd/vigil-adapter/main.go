@@ -42,6 +42,7 @@ type config struct {
 	refreshInterval time.Duration
 	discoveryWindow time.Duration
 	maxAge          time.Duration
+	discoveryLimit  int
 	logLevel        string
 }
 
@@ -52,6 +53,7 @@ func (c *config) registerFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.refreshInterval, "refresh-interval", time.Minute, "how often the list of custom metrics is rediscovered")
 	fs.DurationVar(&c.discoveryWindow, "discovery-window", 10*time.Minute, "a series is discovered if it has a sample this recent")
 	fs.DurationVar(&c.maxAge, "max-age", 5*time.Minute, "a value whose newest sample is older is an error, not a value")
+	fs.IntVar(&c.discoveryLimit, "discovery-limit", 10000, "at most this many metric names per discovery query; more are cut and logged")
 	fs.StringVar(&c.logLevel, "log.level", "info", "debug, info, warn or error")
 }
 
@@ -68,6 +70,9 @@ func (c *config) validate() error {
 	}
 	if c.maxAge <= 0 {
 		errs = append(errs, fmt.Errorf("--max-age %v: must be positive", c.maxAge))
+	}
+	if c.discoveryLimit <= 0 {
+		errs = append(errs, fmt.Errorf("--discovery-limit %d: must be positive", c.discoveryLimit))
 	}
 	return errors.Join(errs...)
 }
@@ -110,6 +115,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	p := adapter.NewProvider(rules, client, adapter.Options{
 		RefreshInterval: cfg.refreshInterval, DiscoveryWindow: cfg.discoveryWindow, MaxAge: cfg.maxAge,
+		DiscoveryLimit: cfg.discoveryLimit,
 	}, logger)
 	if so.SkipDelegatedAuth {
 		logger.Warn("--insecure-skip-delegated-auth: serving every request without authentication or authorization")

@@ -77,6 +77,31 @@ func TestRunFailsClosedWithoutDelegatedAuth(t *testing.T) {
 	}
 }
 
+// In a cluster (KUBERNETES_SERVICE_HOST set) whose service-account token
+// cannot be read, delegated auth cannot work: the adapter refuses to
+// start instead of answering 403 to everything with /readyz 200.
+func TestRunFailsInClusterWithoutToken(t *testing.T) {
+	if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/token"); err == nil {
+		t.Skip("this machine has a service-account token")
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "1")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	var out syncBuffer
+	// Without the check it would serve: stop it after 10s.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port), "--cert-dir=" + t.TempDir(), "--vigil-url=http://127.0.0.1:1"}, &out)
+	if err == nil || !strings.Contains(err.Error(), "delegated auth: in-cluster config") || !strings.Contains(err.Error(), "serviceaccount/token") {
+		t.Errorf("run: %v, want an in-cluster config error naming the token", err)
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	rules := filepath.Join(t.TempDir(), "rules.yaml")
 	if err := os.WriteFile(rules, []byte("rules:\n  - seriesQuery: 'x'\n    metricsQuery: 'sum(x)'\n"), 0o644); err != nil {
@@ -90,6 +115,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"bad rules", []string{"--config=" + rules}, rules + ":3: rules[0].metricsQuery: template must use <<.LabelMatchers>>"},
 		{"missing rules file", []string{"--config=" + rules + ".missing"}, "read rules file"},
 		{"bad max age", []string{"--max-age=0s"}, "--max-age 0s: must be positive"},
+		{"bad discovery limit", []string{"--discovery-limit=0"}, "--discovery-limit 0: must be positive"},
 		{"bad vigil url", []string{"--vigil-url=vigil:9009"}, `vigil url "vigil:9009"`},
 		{"unknown flag", []string{"--no-such-flag"}, "unknown flag: --no-such-flag"},
 	} {
