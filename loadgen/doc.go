@@ -22,15 +22,17 @@
 // RunLive (live*.go, scrape.go, query.go, verify.go) is the live capacity
 // test behind `vigil-bench run`: a LiveConfig picks the engines (push at
 // real time over remote write or the SDK, with churn and out-of-order
-// samples; synthetic Exporters registered in Vigil's target registry; a
-// dashboard query mix at a rate), every one bounded by a duration and a
-// count and refusing non-loopback targets unless allowed. It samples
-// Vigil's /metrics into Points while it runs, records the acknowledged
-// samples of a random subset of the pushed series (Recorder) and reads
-// them back afterwards (Verify). It returns a LiveResult; the report is
-// cmd/vigil-bench's.
+// samples; synthetic Exporters registered in Vigil's target registry
+// under leases; a dashboard query mix at a rate), every one bounded by a
+// duration and a count and refusing non-loopback targets unless allowed.
+// It samples Vigil's /metrics into Points while it runs, records the
+// acknowledged samples of a random subset of the pushed series (Recorder)
+// and reads them back afterwards (Verify), then checks the exporters'
+// series (VerifyPull). It returns a LiveResult, whose Failures is the
+// run's one verdict; the report is cmd/vigil-bench's.
 //
 // In the data flow it stands outside Vigil, where Prometheus or an agent
 // would: it talks to Vigil's public endpoints only (remote write, the
-// gRPC write API through package sdk, the query and registry APIs, /metrics).
+// gRPC write and target APIs through package sdk, the query and targets
+// APIs, /metrics).
 package loadgen

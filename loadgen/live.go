@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -30,6 +31,16 @@ const (
 	MaxExporters  = 10_000
 	MaxLiveSeries = 10_000_000
 	MaxQPS        = 10_000
+	// MaxVerifySeries bounds -verify-max-series.
+	MaxVerifySeries = 100_000
+	// MaxRecordedSamples bounds the acknowledged samples kept in memory
+	// for verification (verified series × samples each).
+	MaxRecordedSamples = 20_000_000
+	// MaxScrapeSeries bounds the exporters' series summed.
+	MaxScrapeSeries = 10_000_000
+	// MaxQueryEvents bounds the queries of a run, each kept (kind,
+	// latency, time) for the percentiles.
+	MaxQueryEvents = 2_000_000
 )
 
 // LiveConfig describes a live run: push, scrape and query engines against
@@ -56,6 +67,10 @@ type LiveConfig struct {
 	VerifyFraction  float64 `yaml:"verify_fraction"`
 	VerifyMinSeries int     `yaml:"verify_min_series"`
 	VerifyMaxSeries int     `yaml:"verify_max_series"`
+	// NoVerify skips the verification of a push run on purpose: the run
+	// then reports UNVERIFIED and does not pass. Without it, a push run
+	// that would verify no series is refused.
+	NoVerify bool `yaml:"no_verify"`
 	// SampleEvery is how often Vigil's /metrics and the client counters
 	// are sampled for the time series of the report.
 	SampleEvery time.Duration `yaml:"sample_every"`
@@ -94,6 +109,10 @@ type ScrapeConfig struct {
 	// MaxScrapes bounds the scrapes each exporter answers (0: twice the
 	// scrapes Duration allows, plus 10).
 	MaxScrapes int `yaml:"max_scrapes"`
+	// LeaseTTL is the lease each exporter is registered under (through the
+	// SDK, at the gRPC address): a tester killed before it unregisters
+	// leaves its targets for at most this long.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // QueryConfig is the query engine's part of a LiveConfig.
@@ -118,7 +137,7 @@ func DefaultLiveConfig() LiveConfig {
 			Concurrency: 4, BatchSize: 5_000, Churn: 0, OOOFraction: 0, OOOMaxDelay: 3,
 			OOOWindow: time.Hour, MaxRetries: 10, RequestTimeout: 30 * time.Second,
 		},
-		Scrape: ScrapeConfig{Exporters: 20, SeriesPerExporter: 100, SizeSigma: 0.5, Interval: 10 * time.Second, Job: "vigil-bench-scrape"},
+		Scrape: ScrapeConfig{Exporters: 20, SeriesPerExporter: 100, SizeSigma: 0.5, Interval: 10 * time.Second, Job: "vigil-bench-scrape", LeaseTTL: 30 * time.Second},
 		Query:  QueryConfig{QPS: 5, Concurrency: 4, Timeout: 30 * time.Second},
 
 		VerifyFraction: 0.01, VerifyMinSeries: 5, VerifyMaxSeries: 2_000,
@@ -130,7 +149,7 @@ func DefaultLiveConfig() LiveConfig {
 // defaults. Mode is not a flag: the command names it.
 func (c *LiveConfig) RegisterFlags(f *flag.FlagSet) {
 	f.StringVar(&c.URL, "url", c.URL, "Vigil's HTTP base URL (remote write, queries, /metrics, the target registry)")
-	f.StringVar(&c.GRPC, "grpc", c.GRPC, "Vigil's gRPC address for -protocol=sdk (default: the -url host, port 9095)")
+	f.StringVar(&c.GRPC, "grpc", c.GRPC, "Vigil's gRPC address for -protocol=sdk and for scrape's target leases (default: the -url host, port 9095)")
 	f.BoolVar(&c.AllowRemote, "allow-remote", c.AllowRemote, "allow targets that are not loopback addresses")
 	f.DurationVar(&c.Duration, "duration", c.Duration, "how long the load runs (at most 24h)")
 	f.Int64Var(&c.Seed, "seed", c.Seed, "random seed")
@@ -153,6 +172,7 @@ func (c *LiveConfig) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.Scrape.Interval, "scrape-interval", c.Scrape.Interval, "scrape: interval registered for every exporter (at least 1s)")
 	f.StringVar(&c.Scrape.Job, "job", c.Scrape.Job, "scrape: job of the registered exporters")
 	f.IntVar(&c.Scrape.MaxScrapes, "max-scrapes", c.Scrape.MaxScrapes, "scrape: most scrapes one exporter answers (0: from -duration)")
+	f.DurationVar(&c.Scrape.LeaseTTL, "lease-ttl", c.Scrape.LeaseTTL, "scrape: lease of each registered exporter; a killed tester's targets go after it (5s..1h)")
 
 	f.Float64Var(&c.Query.QPS, "qps", c.Query.QPS, "query: queries per second")
 	f.IntVar(&c.Query.Concurrency, "query-concurrency", c.Query.Concurrency, "query: most queries in flight")
@@ -160,7 +180,8 @@ func (c *LiveConfig) RegisterFlags(f *flag.FlagSet) {
 
 	f.Float64Var(&c.VerifyFraction, "verify-fraction", c.VerifyFraction, "share of pushed series whose every acknowledged sample is read back")
 	f.IntVar(&c.VerifyMinSeries, "verify-min-series", c.VerifyMinSeries, "verify at least this many series (when that many were pushed)")
-	f.IntVar(&c.VerifyMaxSeries, "verify-max-series", c.VerifyMaxSeries, "verify at most this many series")
+	f.IntVar(&c.VerifyMaxSeries, "verify-max-series", c.VerifyMaxSeries, "verify at most this many series (at least 1; their samples are held in memory)")
+	f.BoolVar(&c.NoVerify, "no-verify", c.NoVerify, "push without reading anything back: the run is reported UNVERIFIED and exits non-zero")
 	f.DurationVar(&c.SampleEvery, "sample-every", c.SampleEvery, "how often Vigil's /metrics and the client counters are sampled")
 }
 
@@ -180,8 +201,11 @@ func (c LiveConfig) Validate() error {
 	if c.SampleEvery < 100*time.Millisecond {
 		return errors.New("sample-every must be at least 100ms")
 	}
-	if c.VerifyFraction < 0 || c.VerifyFraction > 1 || c.VerifyMinSeries < 0 || c.VerifyMaxSeries < 0 {
-		return errors.New("verify-fraction must be in [0, 1], verify-min-series and verify-max-series not negative")
+	if c.VerifyFraction < 0 || c.VerifyFraction > 1 || c.VerifyMinSeries < 0 {
+		return errors.New("verify-fraction must be in [0, 1], verify-min-series not negative")
+	}
+	if c.VerifyMaxSeries <= 0 || c.VerifyMaxSeries > MaxVerifySeries {
+		return fmt.Errorf("verify-max-series %d: must be in [1, %d] (0 is not unlimited: the verified samples are held in memory)", c.VerifyMaxSeries, MaxVerifySeries)
 	}
 	if err := CheckTarget(c.URL, c.AllowRemote); err != nil {
 		return err
@@ -208,6 +232,16 @@ func (c LiveConfig) Validate() error {
 		case p.MaxSamples < 0 || p.MaxRetries < 0 || p.RequestTimeout <= 0:
 			return errors.New("max-samples and max-retries must not be negative, the request timeout positive")
 		}
+		rounds := int64((c.Duration + p.Interval - 1) / p.Interval)
+		if p.MaxSamples > 0 {
+			rounds = min(rounds, (p.MaxSamples+int64(p.Series)-1)/int64(p.Series))
+		}
+		if k := int64(verifyCount(p.Series, c.VerifyFraction, c.VerifyMinSeries, c.VerifyMaxSeries)); !c.NoVerify && k*rounds > MaxRecordedSamples {
+			return fmt.Errorf("verification would hold %d series × %d samples in memory, more than %d: lower -verify-fraction or -verify-max-series, or shorten -duration", k, rounds, MaxRecordedSamples)
+		}
+		if !c.NoVerify && verifyCount(p.Series, c.VerifyFraction, c.VerifyMinSeries, c.VerifyMaxSeries) == 0 {
+			return fmt.Errorf("verify-fraction %v verifies none of the %d pushed series: pass -no-verify to push without verification (the run is then UNVERIFIED)", c.VerifyFraction, p.Series)
+		}
 		if p.Protocol == ProtocolSDK {
 			if err := CheckTarget(c.grpcAddr(), c.AllowRemote); err != nil {
 				return err
@@ -216,6 +250,15 @@ func (c LiveConfig) Validate() error {
 	}
 	if c.Runs(ModeScrape) {
 		s := c.Scrape
+		// The exporters listen on this machine's loopback and are
+		// registered by that address: a remote Vigil's collectors would
+		// scrape their own loopback, -allow-remote or not.
+		if err := CheckTarget(c.URL, false); err != nil {
+			return fmt.Errorf("scrape mode needs a Vigil on this machine (its collectors scrape exporters on 127.0.0.1): %w", err)
+		}
+		if err := CheckTarget(c.grpcAddr(), false); err != nil {
+			return fmt.Errorf("scrape mode registers the exporters at the gRPC address: %w", err)
+		}
 		switch {
 		case s.Exporters <= 0 || s.Exporters > MaxExporters:
 			return fmt.Errorf("exporters %d: must be in [1, %d]", s.Exporters, MaxExporters)
@@ -229,6 +272,15 @@ func (c LiveConfig) Validate() error {
 			return errors.New("job must not be empty")
 		case s.MaxScrapes < 0:
 			return errors.New("max-scrapes must not be negative")
+		case s.LeaseTTL < 5*time.Second || s.LeaseTTL > time.Hour:
+			return fmt.Errorf("lease-ttl %v: must be in [5s, 1h] (the registry's limits)", s.LeaseTTL)
+		}
+		var sum int64
+		for _, n := range ExporterSizes(s.Exporters, s.SeriesPerExporter, s.SizeSigma, c.Seed) {
+			sum += int64(n)
+		}
+		if sum > MaxScrapeSeries {
+			return fmt.Errorf("the exporters would serve %d series, more than %d: fewer -exporters or -series-per-exporter", sum, MaxScrapeSeries)
 		}
 	}
 	if c.Runs(ModeQuery) {
@@ -239,8 +291,20 @@ func (c LiveConfig) Validate() error {
 		case q.Concurrency <= 0 || q.MaxQueries < 0 || q.Timeout <= 0:
 			return errors.New("query-concurrency and the query timeout must be positive, max-queries not negative")
 		}
+		if n := c.queryBound(); n > MaxQueryEvents {
+			return fmt.Errorf("%d queries (every latency is kept), more than %d: lower -qps, shorten -duration or set -max-queries", n, MaxQueryEvents)
+		}
 	}
 	return nil
+}
+
+// queryBound is the most queries a run sends: MaxQueries, or QPS ×
+// Duration.
+func (c LiveConfig) queryBound() int64 {
+	if c.Query.MaxQueries > 0 {
+		return c.Query.MaxQueries
+	}
+	return int64(c.Query.QPS*c.Duration.Seconds()) + 1
 }
 
 // grpcAddr is GRPC or, when empty, URL's host with port 9095.
@@ -257,6 +321,25 @@ func (c LiveConfig) grpcAddr() string {
 
 // GRPCAddr is the gRPC address the SDK push uses.
 func (c LiveConfig) GRPCAddr() string { return c.grpcAddr() }
+
+// newHTTPClient returns a client without proxy whose redirects must pass
+// CheckTarget too: a loopback server cannot send the tester elsewhere
+// unless remote targets are allowed.
+func newHTTPClient(timeout time.Duration, tr *http.Transport, allowRemote bool) *http.Client {
+	if tr == nil {
+		tr = &http.Transport{}
+	}
+	tr.Proxy = nil
+	return &http.Client{Timeout: timeout, Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if err := CheckTarget(req.URL.String(), allowRemote); err != nil {
+			return fmt.Errorf("redirect refused: %w", err)
+		}
+		return nil
+	}}
+}
 
 // ErrNotLoopback is returned for a target that is not a loopback address
 // when remote targets are not allowed.

@@ -34,7 +34,15 @@ type LivePushStats struct {
 	Late     atomic.Int64 // acknowledged samples that were sent out of order
 	Churned  atomic.Int64 // series replaced by churn
 	Behind   atomic.Int64 // host groups sent more than an interval after they were due
-	Rounds   atomic.Int64 // rounds completed, summed over senders
+	// NotSent counts samples due before the deadline that were never sent:
+	// their host group's turn came after the deadline (the senders fell
+	// behind) or the run was interrupted. Not failures: the load was not
+	// sustained.
+	NotSent atomic.Int64
+	// LateDropped counts late (out-of-order) samples still held when the
+	// drain's time ran out; they are part of NotSent.
+	LateDropped atomic.Int64
+	Rounds      atomic.Int64 // rounds completed, summed over senders
 
 	mu     sync.Mutex
 	errors []string // first few error messages; guarded by mu
@@ -163,9 +171,14 @@ func (lp *livePush) run(ctx context.Context) error {
 	}
 	transport := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: senders, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	defer transport.CloseIdleConnections()
-	httpClient := &http.Client{Transport: transport}
+	httpClient := newHTTPClient(0, transport, lp.cfg.AllowRemote)
 	writeURL := strings.TrimRight(lp.cfg.URL, "/") + "/api/v1/write"
 
+	// Senders stop issuing at the deadline; a request issued before it
+	// has one request timeout past the deadline to finish (its retries
+	// included), whatever the caller's schedule.
+	ctx, cancel := context.WithDeadline(ctx, lp.deadline.Add(p.RequestTimeout))
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	for w := range senders {
 		ls := &liveSender{
@@ -232,13 +245,17 @@ func (s *liveSender) run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				tm.Stop()
+				s.countNotSent(t, steps, step, offset)
 				return s.drain(ctx)
 			case <-tm.C:
 			}
 		} else if -wait > p.Interval {
 			lp.stats.Behind.Add(1)
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(lp.deadline) {
+			// Behind past the deadline (or interrupted): what is still
+			// due is not sent, and counted.
+			s.countNotSent(t, steps, step, offset)
 			break
 		}
 		// Hosts of group j: local indexes i with i*steps/nh == j.
@@ -294,7 +311,41 @@ func (s *liveSender) drain(ctx context.Context) error {
 		delete(s.pending, first)
 		s.send(ctx, late)
 	}
+	var dropped int64
+	for r, late := range s.pending {
+		dropped += int64(len(late))
+		delete(s.pending, r)
+	}
+	s.lp.stats.LateDropped.Add(dropped)
+	s.lp.stats.NotSent.Add(dropped)
 	return nil
+}
+
+// countNotSent adds to NotSent the samples of the groups from turn t on
+// that were due before the deadline, as far as the budget allows: they
+// will not be sent. It takes them from the budget so that no other
+// sender counts them as sendable.
+func (s *liveSender) countNotSent(t, steps int, step, offset time.Duration) {
+	lp, p := s.lp, s.lp.cfg.Push
+	nh := s.hHi - s.hLo
+	// Bounded: one turn per group and round until the deadline.
+	for ; ; t++ {
+		r, j := t/steps, t%steps
+		due := lp.start.Add(time.Duration(r)*p.Interval + offset + time.Duration(j)*step)
+		if !due.Before(lp.deadline) {
+			return
+		}
+		hLo := s.hLo + (j*nh+steps-1)/steps
+		hHi := s.hLo + ((j+1)*nh+steps-1)/steps
+		lo, hi := hLo*SeriesPerHost, min(hHi*SeriesPerHost, p.Series)
+		if lo >= hi {
+			continue
+		}
+		if lp.budget.Add(-int64(hi-lo)) < 0 {
+			return
+		}
+		lp.stats.NotSent.Add(int64(hi - lo))
+	}
 }
 
 // send sends samples in batches and records what was acknowledged.

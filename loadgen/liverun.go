@@ -23,6 +23,9 @@ const (
 	MetricCPU      = "process_cpu_seconds_total"
 	MetricStored   = "vigil_storage_samples_appended_total"
 	MetricReceived = "vigil_distributor_received_samples_total"
+	// MetricSeriesCreated counts series added to the head: its growth
+	// over a run is the denominator of RSS per series.
+	MetricSeriesCreated = "vigil_storage_series_created_total"
 )
 
 // Point is one sample of the run's time series: client counters
@@ -41,6 +44,10 @@ type Point struct {
 	ServerReceived float64 // vigil_distributor_received_samples_total
 	ServerRSS      float64 // bytes
 	ServerCPU      float64 // seconds
+	// ServerSeries is vigil_storage_series_created_total; HasSeries is
+	// false when /metrics lacks it.
+	ServerSeries float64
+	HasSeries    bool
 }
 
 // LiveResult is what a live run did. Engines not in the mode are nil.
@@ -49,9 +56,12 @@ type LiveResult struct {
 	Started time.Time
 	Elapsed time.Duration // of the load, without setup and verification
 
-	Push        *LivePushStats
-	Scrape      *ScrapeStats
-	ScrapeStop  error // unregistering the exporters
+	Push       *LivePushStats
+	Scrape     *ScrapeStats
+	ScrapeStop error // unregistering the exporters
+	// PullVerify is the check of the exporters' series in Vigil; nil when
+	// nothing was scraped or the run was cancelled.
+	PullVerify  *PullVerifyResult
 	Query       *QueryStats
 	Points      []Point
 	MetricsErrs int // /metrics reads that failed
@@ -64,22 +74,63 @@ type LiveResult struct {
 	VerifyDuration time.Duration
 }
 
-// Passed reports whether the run found no loss and every engine did its
-// work without failures.
-func (r *LiveResult) Passed() bool {
-	if r.Verify != nil && r.Verify.Failed() {
-		return false
+// Passed is the run's verdict: true only when Failures finds nothing.
+// runErr is the error RunLive returned with the result.
+func (r *LiveResult) Passed(runErr error) bool { return len(r.Failures(runErr)) == 0 }
+
+// Failures lists, one line each, why the run did not pass: lost or
+// refused samples, failed queries, a pull path that did not scrape, a
+// verification that failed, was skipped or checked nothing, a load the
+// server (or the tester) did not sustain, and runErr, the error RunLive
+// returned with the result. The report and the exit status both use it.
+func (r *LiveResult) Failures(runErr error) []string {
+	out := []string{}
+	if p := r.Push; p != nil {
+		if n := p.Failed.Load(); n > 0 {
+			out = append(out, fmt.Sprintf("push: %d samples not acknowledged (requests failed after retries)", n))
+		}
+		if n := p.Rejected.Load(); n > 0 {
+			out = append(out, fmt.Sprintf("push: the server refused %d samples", n))
+		}
+		if behind, notSent := p.Behind.Load(), p.NotSent.Load(); behind > 0 || notSent > 0 {
+			out = append(out, fmt.Sprintf("push: did not sustain the load: %d host groups sent more than an interval late, %d samples due in the run not sent (%d of them late samples dropped at the end)",
+				behind, notSent, p.LateDropped.Load()))
+		}
 	}
-	if r.Push != nil && (r.Push.Failed.Load() > 0 || r.Push.Rejected.Load() > 0 || r.Verify == nil) {
-		return false
+	if sc := r.Scrape; sc != nil {
+		if r.ScrapeStop != nil {
+			out = append(out, "scrape: "+r.ScrapeStop.Error())
+		}
+		if sc.Scrapes.Load() == 0 {
+			out = append(out, "scrape: no exporter was scraped during the run")
+		}
+		if pv := r.PullVerify; pv != nil && pv.Failed() {
+			out = append(out, "scrape: "+pv.Summary())
+		}
 	}
-	if r.Query != nil && r.Query.Errors.Load() > 0 {
-		return false
+	if q := r.Query; q != nil {
+		if n := q.Errors.Load(); n > 0 {
+			out = append(out, fmt.Sprintf("query: %d queries failed", n))
+		}
+		if n := q.Skipped.Load(); n > 0 {
+			out = append(out, fmt.Sprintf("query: did not sustain the load: %d ticks skipped with every query slot busy", n))
+		}
 	}
-	if r.ScrapeStop != nil {
-		return false
+	switch v := r.Verify; {
+	case r.Push == nil:
+	case r.Config.NoVerify:
+		out = append(out, "verification: skipped (-no-verify): the run is UNVERIFIED")
+	case v == nil:
+		out = append(out, "verification: not run (the run was interrupted)")
+	case v.Failed():
+		out = append(out, fmt.Sprintf("verification: %d missing, %d different, %d series unreadable", v.Missing, v.Different, v.QueryErrors))
+	case v.Samples == 0:
+		out = append(out, "verification: no acknowledged sample was checked: the run is UNVERIFIED")
 	}
-	return true
+	if runErr != nil {
+		out = append(out, "run: "+runErr.Error())
+	}
+	return out
 }
 
 // RunLive runs cfg's engines together for cfg.Duration against Vigil,
@@ -92,7 +143,7 @@ func RunLive(ctx context.Context, cfg LiveConfig, progress io.Writer) (*LiveResu
 		return nil, fmt.Errorf("validate: %w", err)
 	}
 	res := &LiveResult{Config: cfg}
-	mc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	mc := newHTTPClient(10*time.Second, nil, cfg.AllowRemote)
 	defer mc.CloseIdleConnections()
 	metricsURL := strings.TrimRight(cfg.URL, "/") + "/metrics"
 	if _, err := readServerMetrics(ctx, mc, metricsURL); err != nil {
@@ -132,6 +183,7 @@ func RunLive(ctx context.Context, cfg LiveConfig, progress io.Writer) (*LiveResu
 		if m, err := readServerMetrics(ctx, mc, metricsURL); err == nil {
 			p.Server = true
 			p.ServerStored, p.ServerReceived, p.ServerRSS, p.ServerCPU = m[MetricStored], m[MetricReceived], m[MetricRSS], m[MetricCPU]
+			p.ServerSeries, p.HasSeries = m[MetricSeriesCreated]
 		} else {
 			res.MetricsErrs++
 		}
@@ -141,7 +193,11 @@ func RunLive(ctx context.Context, cfg LiveConfig, progress io.Writer) (*LiveResu
 	res.Points = append(res.Points, point())
 	bar := newLiveBar(progress, cfg, res)
 
-	runCtx, cancel := context.WithDeadline(ctx, deadline.Add(cfg.Push.Interval+time.Second))
+	// No deadline here: each engine stops issuing at the deadline and
+	// bounds its in-flight work itself (a push request by its timeout past
+	// the deadline, a query by the query timeout), so a slow request that
+	// succeeds is not cancelled and counted as failed.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan struct{})
 	var sampler sync.WaitGroup
@@ -201,8 +257,12 @@ func RunLive(ctx context.Context, cfg LiveConfig, progress io.Writer) (*LiveResu
 	if runErr != nil {
 		return res, fmt.Errorf("run: %w", runErr)
 	}
+	if scr != nil && ctx.Err() == nil {
+		pv := VerifyPull(ctx, mc, cfg.URL, cfg.Scrape.Job, res.Scrape.Exporters, res.Scrape.Series, res.Started.Add(res.Elapsed), res.Elapsed)
+		res.PullVerify = &pv
+	}
 
-	if res.Push != nil && ctx.Err() == nil {
+	if res.Push != nil && !cfg.NoVerify && ctx.Err() == nil {
 		series := rec.Series()
 		res.Recorded, res.Checked = rec.Samples(), series
 		if progress != nil {
@@ -232,7 +292,7 @@ func parseServerMetrics(body []byte) (map[string]float64, error) {
 		return nil, fmt.Errorf("parse /metrics: %w", err)
 	}
 	out := map[string]float64{}
-	for _, name := range []string{MetricRSS, MetricCPU, MetricStored, MetricReceived} {
+	for _, name := range []string{MetricRSS, MetricCPU, MetricStored, MetricReceived, MetricSeriesCreated} {
 		f, ok := fams[name]
 		if !ok {
 			continue

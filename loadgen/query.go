@@ -80,6 +80,18 @@ func (s *QueryStats) add(ev QueryEvent, err error) {
 	}
 }
 
+// AddEvent records a finished query as the engine does (for reports
+// built from recorded or synthetic runs).
+func (s *QueryStats) AddEvent(ev QueryEvent) {
+	var err error
+	if ev.Err {
+		s.Errors.Add(1)
+		err = fmt.Errorf("%s: failed", ev.Kind)
+	}
+	s.Sent.Add(1)
+	s.add(ev, err)
+}
+
 // Events returns a copy of the events so far.
 func (s *QueryStats) Events() []QueryEvent {
 	s.mu.Lock()
@@ -109,12 +121,17 @@ func Percentile(ds []time.Duration, p float64) time.Duration {
 // runQueries sends the mix at QPS until the deadline, MaxQueries or ctx,
 // with at most Concurrency in flight; it waits for those in flight.
 func runQueries(ctx context.Context, cfg LiveConfig, deadline time.Time, stats *QueryStats) {
+	t := time.NewTicker(time.Duration(float64(time.Second) / cfg.Query.QPS))
+	defer t.Stop()
+	queryTicks(ctx, cfg, deadline, stats, t.C)
+}
+
+// queryTicks sends one query of the mix per tick received (a tick's value
+// is the time the query was due), as runQueries describes.
+func queryTicks(ctx context.Context, cfg LiveConfig, deadline time.Time, stats *QueryStats, ticks <-chan time.Time) {
 	q := cfg.Query
-	maxQ := q.MaxQueries
-	if maxQ == 0 {
-		maxQ = int64(q.QPS*cfg.Duration.Seconds()) + 1
-	}
-	client := &http.Client{Timeout: q.Timeout, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: q.Concurrency}}
+	maxQ := cfg.queryBound()
+	client := newHTTPClient(q.Timeout, &http.Transport{MaxIdleConnsPerHost: q.Concurrency}, cfg.AllowRemote)
 	defer client.CloseIdleConnections()
 	mix := QueryMix()
 	var wheel []int // kind indexes by weight
@@ -127,17 +144,16 @@ func runQueries(ctx context.Context, cfg LiveConfig, deadline time.Time, stats *
 	slots := make(chan struct{}, q.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(time.Duration(float64(time.Second) / q.QPS))
-	defer t.Stop()
 	dl := time.NewTimer(time.Until(deadline))
 	defer dl.Stop()
+	var tick time.Time
 	for n := int64(0); n < maxQ; {
 		select {
 		case <-ctx.Done():
 			return
 		case <-dl.C:
 			return
-		case <-t.C:
+		case tick = <-ticks:
 		}
 		select {
 		case slots <- struct{}{}:
@@ -149,13 +165,17 @@ func runQueries(ctx context.Context, cfg LiveConfig, deadline time.Time, stats *
 		n++
 		stats.Sent.Add(1)
 		wg.Add(1)
+		scheduled := tick
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			path, params := kind.build(time.Now())
-			began := time.Now()
+			path, params := kind.build(scheduled)
 			err := getAPI(ctx, client, base+path+"?"+params.Encode())
-			ev := QueryEvent{At: time.Now(), Kind: kind.Name, Latency: time.Since(began), Err: err != nil}
+			// Latency counts from the tick the query was due at, not from
+			// when its goroutine got to send it: a client that falls
+			// behind must not hide the delay (coordinated omission).
+			now := time.Now()
+			ev := QueryEvent{At: now, Kind: kind.Name, Latency: now.Sub(scheduled), Err: err != nil}
 			if err != nil {
 				stats.Errors.Add(1)
 				err = fmt.Errorf("%s: %w", kind.Name, err)

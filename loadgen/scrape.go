@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/vigil-tsdb/vigil/sdk"
 )
 
 // ScrapeStats counts what the exporters served; read while they run.
@@ -179,17 +181,25 @@ func writeExpositionLabels(bw *bufio.Writer, ls []prompb.Label, shard int) {
 	}
 }
 
-// scrapeRun starts the exporters, registers them with Vigil's target
-// registry API and, when stopped, removes them again.
+// scrapeRun starts the exporters, registers them in Vigil's target
+// registry under leases (the SDK's RegisterTarget) and, when stopped,
+// removes them again.
 type scrapeRun struct {
 	cfg       LiveConfig
 	stats     *ScrapeStats
 	exporters []*Exporter
 	client    *http.Client
+	sdk       *sdk.Client         // target registration under leases
+	regs      []*sdk.Registration // one per registered exporter, in order
+	// regCtx bounds the registrations' keep-alives; regCancel ends them.
+	regCtx    context.Context
+	regCancel context.CancelFunc
 }
 
 func newScrapeRun(cfg LiveConfig, stats *ScrapeStats) *scrapeRun {
-	return &scrapeRun{cfg: cfg, stats: stats, client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}}
+	s := &scrapeRun{cfg: cfg, stats: stats, client: newHTTPClient(10*time.Second, nil, cfg.AllowRemote)}
+	s.regCtx, s.regCancel = context.WithCancel(context.Background())
+	return s
 }
 
 // start starts and registers every exporter; on error, what was started
@@ -200,6 +210,11 @@ func (s *scrapeRun) start(ctx context.Context) error {
 	if maxScrapes == 0 {
 		maxScrapes = 2*int64(s.cfg.Duration/sc.Interval) + 10
 	}
+	c, err := sdk.New(s.cfg.grpcAddr(), sdk.WithMaxRetries(3))
+	if err != nil {
+		return fmt.Errorf("target registration: %w", err)
+	}
+	s.sdk = c
 	sizes := ExporterSizes(sc.Exporters, sc.SeriesPerExporter, sc.SizeSigma, s.cfg.Seed)
 	s.stats.Exporters = len(sizes)
 	s.stats.Sizes = sizes
@@ -222,38 +237,41 @@ func (s *scrapeRun) start(ctx context.Context) error {
 	return nil
 }
 
-// register POSTs the exporter as a target of the job.
+// register registers the exporter as a target of the job under a lease
+// of LeaseTTL, kept alive until stop (or until the process dies: then the
+// target goes when the lease ends).
 func (s *scrapeRun) register(ctx context.Context, e *Exporter, i int) error {
 	sc := s.cfg.Scrape
-	body, _ := json.Marshal(map[string]any{
-		"job": sc.Job, "address": e.Addr, "interval": sc.Interval.String(),
-		"timeout": min(sc.Interval, 10*time.Second).String(),
-		"labels":  map[string]string{"bench_exporter": fmt.Sprintf("e%d", i)},
-	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.cfg.URL, "/")+"/api/v1/registry/targets", bytes.NewReader(body))
+	// The call is bounded by ctx; the keep-alives by regCtx.
+	done := make(chan struct{})
+	defer close(done)
+	rctx, cancel := context.WithCancel(s.regCtx)
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel()
+		case <-done:
+		}
+	}()
+	reg, err := s.sdk.RegisterTarget(rctx, sdk.Target{Job: sc.Job, Address: e.Addr, Interval: sc.Interval,
+		Timeout: min(sc.Interval, 10*time.Second), Labels: map[string]string{"bench_exporter": fmt.Sprintf("e%d", i)}}, sc.LeaseTTL)
 	if err != nil {
+		cancel()
 		return fmt.Errorf("register exporter %s: %w", e.Addr, err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	return s.do(req, "register exporter "+e.Addr)
+	s.regs = append(s.regs, reg)
+	return nil
 }
 
-func (s *scrapeRun) unregister(ctx context.Context, e *Exporter) error {
-	q := url.Values{"job": {s.cfg.Scrape.Job}, "address": {e.Addr}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, strings.TrimRight(s.cfg.URL, "/")+"/api/v1/registry/targets?"+q.Encode(), nil)
-	if err != nil {
-		return fmt.Errorf("unregister exporter %s: %w", e.Addr, err)
-	}
-	return s.do(req, "unregister exporter "+e.Addr)
-}
-
-// waitUnscraped waits (at most 15 s) until the collector of the node at
-// URL no longer lists the job among the targets it scrapes, then one more
+// waitUnscraped waits (at most 15 s) until no collector of the cluster
+// behind URL lists the job among the targets it scrapes, then one more
 // scrape interval (at most 10 s) for the scrape loops to stop, so that no
 // scrape of an exporter already stopped fails. A node without
 // /api/v1/targets (no collector role) is not waited for.
 func (s *scrapeRun) waitUnscraped(ctx context.Context) {
-	u := strings.TrimRight(s.cfg.URL, "/") + "/api/v1/targets?" + url.Values{"job": {s.cfg.Scrape.Job}}.Encode()
+	// scope=all: in a cluster the plain endpoint lists only the targets
+	// the answering node scrapes.
+	u := strings.TrimRight(s.cfg.URL, "/") + "/api/v1/targets?" + url.Values{"job": {s.cfg.Scrape.Job}, "scope": {"all"}}.Encode()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		body, err := httpGet(ctx, s.client, u)
@@ -281,31 +299,33 @@ func (s *scrapeRun) waitUnscraped(ctx context.Context) {
 	}
 }
 
-func (s *scrapeRun) do(req *http.Request, what string) error {
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s: %s: HTTP %d: %s", what, req.URL.Path, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-// stop unregisters every exporter and stops them; it returns the first
-// unregistration error.
+// stop ends every exporter's registration (its lease is revoked: the
+// target goes at once), waits for the collectors to let go, and stops the
+// exporters; it returns the first errors. Its time grows with the
+// exporters (one call each, one by one): 30 s plus 50 ms per exporter. A
+// tester killed before stop leaves its targets until their leases end
+// (LeaseTTL).
 func (s *scrapeRun) stop(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second+time.Duration(len(s.exporters))*50*time.Millisecond)
 	defer cancel()
 	var errs []error
-	for i, e := range s.exporters {
-		if int64(i) < s.stats.Registered.Load() {
-			if err := s.unregister(ctx, e); err != nil && len(errs) < 3 {
-				errs = append(errs, err)
+	for _, reg := range s.regs {
+		select {
+		case <-reg.Done():
+			if err := reg.Err(); err != nil && len(errs) < 3 {
+				errs = append(errs, fmt.Errorf("exporter registration ended during the run: %w", err))
 			}
+		default:
 		}
+		if err := reg.Close(ctx); err != nil && len(errs) < 3 {
+			errs = append(errs, fmt.Errorf("unregister exporter: %w", err))
+		}
+	}
+	s.regs = nil
+	s.regCancel()
+	if s.sdk != nil {
+		_ = s.sdk.Close()
+		s.sdk = nil
 	}
 	s.waitUnscraped(ctx)
 	for _, e := range s.exporters {

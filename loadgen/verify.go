@@ -45,7 +45,9 @@ func (v *VerifyResult) problem(format string, args ...any) {
 // returns the raw samples of a range selector) and compares timestamps
 // and values exactly.
 func Verify(ctx context.Context, base string, series []*AckedSeries) VerifyResult {
-	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil}}
+	// A base that is not loopback was allowed by the caller; a loopback
+	// one may not redirect elsewhere.
+	client := newHTTPClient(time.Minute, nil, CheckTarget(base, false) != nil)
 	defer client.CloseIdleConnections()
 	base = strings.TrimRight(base, "/")
 	var res VerifyResult
@@ -160,4 +162,117 @@ func sameLabels(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// PullVerifyResult is what checking the pull path found: the exporters'
+// series held by Vigil and every exporter up over the run.
+type PullVerifyResult struct {
+	Job       string `json:"job"`
+	Exporters int    `json:"exporters"`
+	// SeriesServed is the exporters' series; SeriesStored what Vigil
+	// holds of the job at the end of the load, the scrape's own series
+	// (up, scrape_*) left out.
+	SeriesServed int64 `json:"series_served"`
+	SeriesStored int64 `json:"series_stored"`
+	// AlwaysUp counts exporters whose up stayed 1 over the run; Down lists
+	// the first few others (up 0 at some point, or no up at all).
+	AlwaysUp int      `json:"always_up"`
+	Down     []string `json:"down"`
+	Error    string   `json:"error,omitempty"`
+}
+
+// Failed reports whether Vigil lacks some of the exporters' series, an
+// exporter was not up the whole run, or the check could not be made.
+func (p PullVerifyResult) Failed() bool {
+	return p.Error != "" || p.SeriesStored < p.SeriesServed || p.AlwaysUp < p.Exporters
+}
+
+// Summary is the one-line finding.
+func (p PullVerifyResult) Summary() string {
+	if p.Error != "" {
+		return "pull path not verified: " + p.Error
+	}
+	return fmt.Sprintf("Vigil holds %d of the %d series served by the exporters; %d of %d exporters up the whole run",
+		p.SeriesStored, p.SeriesServed, p.AlwaysUp, p.Exporters)
+}
+
+// VerifyPull checks at base that Vigil holds at least served series of
+// job at end (count of the job's series, the scrape's own left out) and
+// that up{job} was 1 for each of the exporters over the window before end.
+func VerifyPull(ctx context.Context, client *http.Client, base, job string, exporters int, served int64, end time.Time, window time.Duration) PullVerifyResult {
+	res := PullVerifyResult{Job: job, Exporters: exporters, SeriesServed: served, Down: []string{}}
+	base = strings.TrimRight(base, "/")
+	at := strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64)
+	sel := fmt.Sprintf(`{job=%s,__name__!~"up|scrape_.+"}`, quotePromQL(job))
+	vec, err := instantVector(ctx, client, base, "count("+sel+")", at)
+	if err == nil && len(vec) == 1 {
+		res.SeriesStored = int64(vec[0].value)
+	} else if err != nil {
+		res.Error = fmt.Sprintf("count the job's series: %v", err)
+		return res
+	}
+	secs := max(int64(window.Seconds()+0.999), 1)
+	vec, err = instantVector(ctx, client, base, fmt.Sprintf("min_over_time(up{job=%s}[%ds])", quotePromQL(job), secs), at)
+	if err != nil {
+		res.Error = fmt.Sprintf("read up: %v", err)
+		return res
+	}
+	for _, e := range vec {
+		if e.value == 1 {
+			res.AlwaysUp++
+		} else if len(res.Down) < 10 {
+			res.Down = append(res.Down, fmt.Sprintf("%s (min up %g)", e.labels["instance"], e.value))
+		}
+	}
+	if missing := exporters - len(vec); missing > 0 && len(res.Down) < 10 {
+		res.Down = append(res.Down, fmt.Sprintf("%d exporters without an up series", missing))
+	}
+	return res
+}
+
+type vectorElem struct {
+	labels map[string]string
+	value  float64
+}
+
+// instantVector runs an instant query and decodes its vector answer.
+func instantVector(ctx context.Context, client *http.Client, base, expr, at string) ([]vectorElem, error) {
+	u := base + "/api/v1/query?" + url.Values{"query": {expr}, "time": {at}}.Encode()
+	body, err := httpGet(ctx, client, u)
+	if err != nil {
+		return nil, err
+	}
+	var r struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string `json:"resultType"`
+			Result     []struct {
+				Metric map[string]string  `json:"metric"`
+				Value  [2]json.RawMessage `json:"value"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode answer: %w", err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("api error: %s", r.Error)
+	}
+	if r.Data.ResultType != "vector" {
+		return nil, fmt.Errorf("result type %q, want vector", r.Data.ResultType)
+	}
+	out := make([]vectorElem, 0, len(r.Data.Result))
+	for _, e := range r.Data.Result {
+		var vs string
+		if err := json.Unmarshal(e.Value[1], &vs); err != nil {
+			return nil, fmt.Errorf("value %s: %w", e.Value[1], err)
+		}
+		v, err := strconv.ParseFloat(vs, 64)
+		if err != nil {
+			return nil, fmt.Errorf("value %q: %w", vs, err)
+		}
+		out = append(out, vectorElem{labels: e.Metric, value: v})
+	}
+	return out, nil
 }

@@ -29,12 +29,12 @@
 // run puts live load on a running Vigil for -duration (package loadgen's
 // RunLive): push (series sampled at real time over remote write or the Go
 // SDK, with churn and late samples), scrape (synthetic exporters on
-// 127.0.0.1 registered through Vigil's registry API, scraped by its
+// 127.0.0.1 registered under leases through the SDK, scraped by its
 // collectors, removed at the end), query (a dashboard mix at -qps) or
 // mixed (all three). It draws a progress bar on a terminal and plain
 // lines elsewhere, samples Vigil's /metrics every -sample-every, then
 // reads back every acknowledged sample of a random -verify-fraction of the
-// pushed series. The report directory (-out) gets report.md, summary.json
+// pushed series and checks that Vigil holds the exporters' series. The report directory (-out) gets report.md, summary.json
 // (with plan's plan_input) and PNG plots (liveplot.go, gonum/plot): ingest
 // rate, query latency percentiles, Vigil's RSS and CPU. README.md's
 // "Capacity tester" documents the files and fields. The exit status is

@@ -143,7 +143,7 @@ func TestLiveMixedAgainstVigil(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	err := run(ctx, []string{"mixed", "-url", v.url, "-duration", "15s", "-series", "1000", "-interval", "1s",
+	err := run(ctx, []string{"mixed", "-url", v.url, "-grpc", v.grpc, "-duration", "15s", "-series", "1000", "-interval", "1s",
 		"-churn", "1200", "-ooo-fraction", "0.05", "-verify-fraction", "0.05",
 		"-exporters", "4", "-series-per-exporter", "80", "-scrape-interval", "1s", "-qps", "8", "-sample-every", "1s",
 		"-out", out}, &stdout, &stderr)
@@ -192,6 +192,11 @@ func TestLiveMixedAgainstVigil(t *testing.T) {
 	}
 	if s.Scrape == nil || s.Scrape.Scrapes < 4 || s.Scrape.Samples == 0 {
 		t.Errorf("scrape summary %+v", s.Scrape)
+	} else if pv := s.Scrape.Verification; pv == nil || pv.Failed() || pv.SeriesStored < s.Scrape.Series || pv.AlwaysUp != 4 {
+		t.Errorf("pull path verification %+v (served %d)", pv, s.Scrape.Series)
+	}
+	if s.Push != nil && (s.Push.NotSent != 0 || s.Push.BehindGroups != 0) {
+		t.Errorf("push did not sustain the load: %+v", s.Push)
 	}
 	if s.Query == nil || s.Query.Finished < 50 || s.Query.Errors != 0 || len(s.Query.Kinds) != len(loadgen.QueryMix()) || s.Query.All.P99ms <= 0 {
 		t.Errorf("query summary %+v", s.Query)
@@ -298,6 +303,13 @@ func TestLiveVerificationDetectsLoss(t *testing.T) {
 		}
 	}
 
+	// The pull path checked against the fresh Vigil: none of the
+	// exporters' series, no up.
+	pull := loadgen.VerifyPull(ctx, http.DefaultClient, b.url, "vigil-bench-scrape", 2, 100, time.Now(), time.Minute)
+	if !pull.Failed() || pull.SeriesStored != 0 || pull.AlwaysUp != 0 || pull.Error != "" {
+		t.Errorf("pull verification against a fresh vigil: %+v", pull)
+	}
+
 	// One expected value changed: Vigil holds the original.
 	changed := *res.Checked[0]
 	changed.Samples = map[int64]float64{}
@@ -321,18 +333,19 @@ func TestLiveRefusesNonLoopback(t *testing.T) {
 		args []string
 	}{
 		{name: "private address", args: []string{"mixed", "-url", "http://10.1.2.3:9009"}},
+		{name: "scrape against a remote vigil, allowed or not", args: []string{"scrape", "-url", "http://10.1.2.3:9009", "-allow-remote"}},
 		{name: "host name", args: []string{"run", "query", "-url", "http://vigil.example:9009"}},
 		{name: "sdk address", args: []string{"run", "push", "-url", "http://127.0.0.1:9", "-protocol", "sdk", "-grpc", "192.168.1.1:9095"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			began := time.Now()
-			err := run(context.Background(), append(tc.args, "-out", t.TempDir()), io.Discard, io.Discard)
+			// A cancelled context: had the network been tried first, the
+			// error would be the cancellation, whatever the clock.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			err := run(ctx, append(tc.args, "-out", t.TempDir()), io.Discard, io.Discard)
 			if !errors.Is(err, loadgen.ErrNotLoopback) {
-				t.Fatalf("error %v, want ErrNotLoopback", err)
-			}
-			if time.Since(began) > time.Second {
-				t.Errorf("refusal took %v: it tried the network first", time.Since(began))
+				t.Fatalf("error %v, want ErrNotLoopback (and no network attempt)", err)
 			}
 		})
 	}
@@ -360,4 +373,51 @@ func TestLiveCommandErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLiveKilledTesterLeavesNoTargets: `vigil-bench scrape` killed with
+// SIGKILL (no chance to unregister) leaves its exporters in the registry
+// only until their leases end.
+func TestLiveKilledTesterLeavesNoTargets(t *testing.T) {
+	v := startTestVigil(t, testVigilBinary(t))
+	const job = "vigil-bench-killed"
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLiveKilledTesterHelper$")
+	cmd.Env = append(os.Environ(), "VIGIL_BENCH_HELPER_ARGS="+strings.Join([]string{"scrape", "-url", v.url, "-grpc", v.grpc,
+		"-duration", "2m", "-exporters", "3", "-series-per-exporter", "10", "-scrape-interval", "1s", "-job", job, "-lease-ttl", "5s",
+		"-out", filepath.Join(t.TempDir(), "report")}, "\n"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(registryTargets(t, v.url, job)) < 3 {
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("the exporters were not registered within 30 s:\n%s", out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	for len(registryTargets(t, v.url, job)) > 0 {
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("targets still registered 30 s after the tester was killed (lease 5 s): %v", registryTargets(t, v.url, job))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("targets gone %v after the kill", time.Since(began).Round(100*time.Millisecond))
+}
+
+// TestLiveKilledTesterHelper is the process TestLiveKilledTesterLeavesNoTargets
+// kills: it runs vigil-bench with the arguments in its environment.
+func TestLiveKilledTesterHelper(t *testing.T) {
+	args := os.Getenv("VIGIL_BENCH_HELPER_ARGS")
+	if args == "" {
+		t.Skip("run by TestLiveKilledTesterLeavesNoTargets")
+	}
+	_ = run(context.Background(), strings.Split(args, "\n"), io.Discard, os.Stderr)
 }

@@ -47,7 +47,7 @@ func writeLiveReport(dir string, res *loadgen.LiveResult, runErr error) ([]strin
 func writeLiveMarkdown(w io.Writer, s *liveSummary) {
 	fmt.Fprintf(w, "# vigil-bench %s, %s\n\n", s.Mode, s.Started.Format("2006-01-02 15:04:05 MST"))
 	if s.Passed {
-		fmt.Fprintf(w, "**Result: PASS** — every acknowledged sample that was checked read back intact, no request or query failed.\n\n")
+		fmt.Fprintf(w, "**Result: PASS** — every acknowledged sample that was checked read back intact, no request or query failed, and the load was sustained.\n\n")
 	} else {
 		fmt.Fprintf(w, "**Result: FAIL**\n\n")
 		for _, f := range s.Failures {
@@ -61,7 +61,7 @@ func writeLiveMarkdown(w io.Writer, s *liveSummary) {
 	fmt.Fprintf(w, "| target | %s |\n| mode | %s |\n| duration | %.0f s (ran %.1f s) |\n| seed | %d |\n", c.URL, s.Mode, c.DurationSeconds, s.DurationSeconds, c.Seed)
 	if s.Push != nil {
 		proto := c.Protocol
-		if c.GRPC != "" {
+		if c.GRPC != "" && c.Protocol == loadgen.ProtocolSDK {
 			proto += " (" + c.GRPC + ")"
 		}
 		fmt.Fprintf(w, "| push | %d series, a sample each every %g s, over %s, %d senders, ≤ %d samples per request |\n",
@@ -84,13 +84,18 @@ func writeLiveMarkdown(w io.Writer, s *liveSummary) {
 		fmt.Fprintf(w, "| push: samples sent / failed / refused | %d / %d / %d |\n", p.Sent, p.Failed, p.Rejected)
 		fmt.Fprintf(w, "| push: late (out-of-order) samples acknowledged | %d |\n| push: series replaced by churn | %d |\n", p.Late, p.Churned)
 		fmt.Fprintf(w, "| push: requests / retries / failed attempts | %d / %d / %d |\n| push: host groups sent more than an interval late | %d |\n",
-			p.Requests, p.Retries, p.Errors, p.BehindRounds)
+			p.Requests, p.Retries, p.Errors, p.BehindGroups)
+		fmt.Fprintf(w, "| push: samples due in the run not sent (of them late samples dropped at the end) | %d (%d) |\n", p.NotSent, p.LateDropped)
 	}
 	if sc := s.Scrape; sc != nil {
 		fmt.Fprintf(w, "| scrape: scrapes answered | %d |\n| scrape: samples served | %d |\n| scrape: samples/s served | %.0f |\n",
 			sc.Scrapes, sc.Samples, sc.SamplesPerSecond)
 		if sc.Refused > 0 {
 			fmt.Fprintf(w, "| scrape: scrapes refused after -max-scrapes | %d |\n", sc.Refused)
+		}
+		if pv := sc.Verification; pv != nil {
+			fmt.Fprintf(w, "| scrape: series served / held by Vigil | %d / %d |\n| scrape: exporters up the whole run | %d of %d |\n",
+				pv.SeriesServed, pv.SeriesStored, pv.AlwaysUp, pv.Exporters)
 		}
 	}
 	if q := s.Query; q != nil {
@@ -104,6 +109,13 @@ func writeLiveMarkdown(w io.Writer, s *liveSummary) {
 	fmt.Fprintf(w, "| Vigil: CPU, cores (average / max) | %.2f / %.2f |\n", sv.CPUCoresAvg, sv.CPUCoresMax)
 	fmt.Fprintf(w, "| Vigil: CPU seconds per million samples stored (all its CPU, queries and fixed work included) | %.2f |\n", sv.CPUSecondsPerMillion)
 	fmt.Fprintf(w, "| Vigil: /metrics reads (failed) | %d (%d) |\n\n", sv.MetricsReads, sv.MetricsReadErrors)
+	if len(s.PlanInputNotes) > 0 {
+		fmt.Fprintf(w, "Plan figures (summary.json's plan_input) left out:\n\n")
+		for _, n := range s.PlanInputNotes {
+			fmt.Fprintf(w, "- %s\n", n)
+		}
+		fmt.Fprintln(w)
+	}
 
 	if q := s.Query; q != nil && len(q.Kinds) > 0 {
 		fmt.Fprintf(w, "## Query latency by kind\n\n| kind | query | count | errors | p50 ms | p90 ms | p99 ms | max ms |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")

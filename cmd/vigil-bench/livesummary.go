@@ -31,7 +31,21 @@ type liveSummary struct {
 	// PlanInput carries the figures `vigil-bench plan --from` reads
 	// (docs/capacity.md); nil when the run measured none of them.
 	PlanInput *livePlanInput `json:"plan_input,omitempty"`
+	// PlanInputNotes says which plan figures were left out, and why.
+	PlanInputNotes []string `json:"plan_input_notes,omitempty"`
 }
+
+// Conditions for plan_input (README.md, docs/capacity.md): a figure per
+// sample or per series is only as good as the load behind it.
+const (
+	// planMaxStoredGap is how far stored samples may be from received
+	// ones (a share of received): further apart, the node is a cluster
+	// front, or it dropped or was still catching up.
+	planMaxStoredGap = 0.05
+	// planMinStoredPerSecond is the least ingest rate: below it Vigil's
+	// fixed work (self-scrape, flush timers, GC) dominates its CPU.
+	planMinStoredPerSecond = 1000
+)
 
 // livePlanInput is the part of plan's input format (plan_input.go) that a
 // live run against a single node measures.
@@ -75,7 +89,9 @@ type pushSummary struct {
 	Requests       int64    `json:"requests"`
 	Retries        int64    `json:"retries"`
 	Errors         int64    `json:"errors"`
-	BehindRounds   int64    `json:"behind_rounds"`
+	BehindGroups   int64    `json:"behind_groups"`
+	NotSent        int64    `json:"not_sent_samples"`
+	LateDropped    int64    `json:"late_dropped_samples"`
 	AckedPerSecond float64  `json:"acked_per_second"`
 	ErrorMessages  []string `json:"error_messages"`
 }
@@ -91,6 +107,9 @@ type scrapeSummary struct {
 	SamplesPerSecond float64 `json:"samples_per_second"`
 	Refused          int64   `json:"refused_scrapes"`
 	UnregisterError  string  `json:"unregister_error,omitempty"`
+	// Verification is the check that Vigil holds the exporters' series
+	// and saw every exporter up; nil when it was not made.
+	Verification *loadgen.PullVerifyResult `json:"verification,omitempty"`
 }
 
 type latencySummary struct {
@@ -125,6 +144,9 @@ type serverSummary struct {
 	CPUCoresAvg          float64 `json:"cpu_cores_avg"`
 	CPUCoresMax          float64 `json:"cpu_cores_max"`
 	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million_samples"`
+	// SeriesCreated is the growth of vigil_storage_series_created_total
+	// over the run; nil when /metrics lacks it.
+	SeriesCreated *float64 `json:"series_created,omitempty"`
 }
 
 type verifySummary struct {
@@ -190,16 +212,11 @@ func summarize(res *loadgen.LiveResult, runErr error) *liveSummary {
 		}
 		s.Push = &pushSummary{Sent: p.Sent.Load(), Acked: p.Acked.Load(), Failed: p.Failed.Load(), Rejected: p.Rejected.Load(),
 			Late: p.Late.Load(), Churned: p.Churned.Load(), Requests: p.Requests.Load(), Retries: p.Retries.Load(),
-			Errors: p.Errors.Load(), Bytes: p.Bytes.Load(), BehindRounds: p.Behind.Load(), AckedPerSecond: float64(p.Acked.Load()) / secs,
-			ErrorMessages: append([]string{}, p.ErrorMessages()...)}
-		if s.Push.Failed > 0 {
-			s.Failures = append(s.Failures, fmt.Sprintf("push: %d samples not acknowledged (requests failed after retries)", s.Push.Failed))
-		}
-		if s.Push.Rejected > 0 {
-			s.Failures = append(s.Failures, fmt.Sprintf("push: the server refused %d samples", s.Push.Rejected))
-		}
+			Errors: p.Errors.Load(), Bytes: p.Bytes.Load(), BehindGroups: p.Behind.Load(), NotSent: p.NotSent.Load(), LateDropped: p.LateDropped.Load(),
+			AckedPerSecond: float64(p.Acked.Load()) / secs, ErrorMessages: append([]string{}, p.ErrorMessages()...)}
 	}
 	if sc := res.Scrape; sc != nil {
+		s.Config.GRPC = cfg.GRPCAddr() // the targets' leases
 		s.Config.Exporters, s.Config.SeriesPerExporter, s.Config.ScrapeInterval = cfg.Scrape.Exporters, cfg.Scrape.SeriesPerExporter, cfg.Scrape.Interval.Seconds()
 		sizes := append([]int(nil), sc.Sizes...)
 		sort.Ints(sizes)
@@ -210,10 +227,11 @@ func summarize(res *loadgen.LiveResult, runErr error) *liveSummary {
 		}
 		if res.ScrapeStop != nil {
 			s.Scrape.UnregisterError = res.ScrapeStop.Error()
-			s.Failures = append(s.Failures, "scrape: "+res.ScrapeStop.Error())
 		}
-		if s.Scrape.Scrapes == 0 {
-			s.Failures = append(s.Failures, "scrape: no exporter was scraped during the run")
+		if pv := res.PullVerify; pv != nil {
+			c := *pv
+			c.Down = append([]string{}, pv.Down...)
+			s.Scrape.Verification = &c
 		}
 	}
 	if q := res.Query; q != nil {
@@ -228,53 +246,51 @@ func summarize(res *loadgen.LiveResult, runErr error) *liveSummary {
 		for k, e := range byKind {
 			s.Query.Kinds[k] = latencies(e)
 		}
-		if s.Query.Errors > 0 {
-			s.Failures = append(s.Failures, fmt.Sprintf("query: %d queries failed", s.Query.Errors))
-		}
 	}
 	s.Server = serverFigures(res)
 	if v := res.Verify; v != nil {
 		vr := *v
 		vr.Problems = append([]string{}, v.Problems...)
 		s.Verification = &verifySummary{VerifyResult: vr, RecordedSamples: res.Recorded, DurationSeconds: res.VerifyDuration.Seconds()}
-		if v.Failed() {
-			s.Failures = append(s.Failures, fmt.Sprintf("verification: %d missing, %d different, %d series unreadable", v.Missing, v.Different, v.QueryErrors))
-		}
-	} else if res.Push != nil {
-		s.Failures = append(s.Failures, "verification: not run (the run was interrupted)")
 	}
-	if runErr != nil {
-		s.Failures = append(s.Failures, "run: "+runErr.Error())
-	}
+	// One verdict: the same function decides the exit status.
+	s.Failures = res.Failures(runErr)
+	s.Passed = res.Passed(runErr)
 	s.Timeline = timeline(res)
-	s.PlanInput = planInputOf(s, res)
-	s.Passed = len(s.Failures) == 0
+	s.PlanInput, s.PlanInputNotes = planInputOf(s, res)
 	return s
 }
 
-// planInputOf derives plan's figures from a run whose /metrics came from
-// one process that both receives and stores (a single node): CPU per
-// sample (queries and scrapes included, so conservative), the RSS grown
-// during the run over the series written, and remote-write bytes per
-// sample. A cluster front stores nothing and gets none.
-func planInputOf(s *liveSummary, res *loadgen.LiveResult) *livePlanInput {
+// planInputOf derives plan's figures from a push or mixed run whose
+// /metrics came from one process that both receives and stores (a single
+// node): CPU per sample (queries and scrapes included, so conservative),
+// the RSS grown during the run over the series created in it, and
+// remote-write bytes per sample. It returns nil, with the reason in the
+// notes, for a run that is not such a measurement: no push, a cluster
+// front (stores nothing), stored samples more than planMaxStoredGap from
+// received ones, or under planMinStoredPerSecond. RSS per series needs a
+// run of at least the out-of-order window (the head holds that much of
+// every series at steady state, docs/capacity.md) and the series counter.
+func planInputOf(s *liveSummary, res *loadgen.LiveResult) (*livePlanInput, []string) {
 	sv := s.Server
-	if sv.StoredSamples <= 0 || sv.ReceivedSamples <= 0 {
-		return nil
+	switch {
+	case s.Push == nil:
+		return nil, []string{"no plan_input: only a push or mixed run measures ingest"}
+	case sv.StoredSamples <= 0 || sv.ReceivedSamples <= 0:
+		return nil, []string{"no plan_input: Vigil's /metrics shows no samples both received and stored (a cluster front, or nothing arrived)"}
+	case math.Abs(sv.StoredSamples-sv.ReceivedSamples) > planMaxStoredGap*sv.ReceivedSamples:
+		return nil, []string{fmt.Sprintf("no plan_input: %.0f samples stored against %.0f received, more than %.0f %% apart", sv.StoredSamples, sv.ReceivedSamples, 100*planMaxStoredGap)}
+	case sv.StoredPerSecond < planMinStoredPerSecond:
+		return nil, []string{fmt.Sprintf("no plan_input: %.0f samples/s stored, under %d/s, where Vigil's fixed work dominates", sv.StoredPerSecond, planMinStoredPerSecond)}
 	}
+	var notes []string
 	pi := &livePlanInput{Version: 1, Source: fmt.Sprintf("vigil-bench %s against the single node at %s, %s, %.0f s, %d CPUs",
 		s.Mode, s.Config.URL, s.Started.Format("2006-01-02 15:04 MST"), s.DurationSeconds, s.Machine.CPUs)}
 	if sv.CPUSecondsPerMillion > 0 {
 		v, rf := 1e6/sv.CPUSecondsPerMillion, 1
 		pi.SamplesPerSecondPerCore, pi.RF = &v, &rf
 	}
-	var series int64
-	if s.Push != nil {
-		series += int64(s.Config.Series) + s.Push.Churned
-	}
-	if s.Scrape != nil {
-		series += s.Scrape.Series
-	}
+	steady := res.Config.Push.OOOWindow
 	var idle float64
 	for _, p := range res.Points {
 		if p.Server {
@@ -282,18 +298,25 @@ func planInputOf(s *liveSummary, res *loadgen.LiveResult) *livePlanInput {
 			break
 		}
 	}
-	if grown := sv.RSSBytesMax - idle; series > 0 && grown > 0 {
-		v := grown / float64(series)
+	switch grown := sv.RSSBytesMax - idle; {
+	case sv.SeriesCreated == nil:
+		notes = append(notes, "no rss_bytes_per_series: Vigil's /metrics lacks "+loadgen.MetricSeriesCreated)
+	case res.Elapsed < steady:
+		notes = append(notes, fmt.Sprintf("no rss_bytes_per_series: the run lasted %.0f s, less than the out-of-order window %v the head must fill to reach steady state", res.Elapsed.Seconds(), steady))
+	case *sv.SeriesCreated <= 0 || grown <= 0:
+		notes = append(notes, "no rss_bytes_per_series: no series created or no RSS growth during the run")
+	default:
+		v := grown / *sv.SeriesCreated
 		pi.RSSBytesPerSeries = &v
 	}
-	if s.Push != nil && s.Push.Bytes > 0 && s.Push.Acked > 0 {
+	if s.Push.Bytes > 0 && s.Push.Acked > 0 {
 		v := float64(s.Push.Bytes) / float64(s.Push.Acked)
 		pi.RemoteWriteBytesPerSample = &v
 	}
 	if pi.SamplesPerSecondPerCore == nil && pi.RSSBytesPerSeries == nil && pi.RemoteWriteBytesPerSample == nil {
-		return nil
+		return nil, append(notes, "no plan_input: no figure measured")
 	}
-	return pi
+	return pi, notes
 }
 
 func serverFigures(res *loadgen.LiveResult) serverSummary {
@@ -321,6 +344,10 @@ func serverFigures(res *loadgen.LiveResult) serverSummary {
 	out.StoredPerSecond = out.StoredSamples / dt
 	out.RSSBytesLast = last.ServerRSS
 	out.CPUSeconds = last.ServerCPU - first.ServerCPU
+	if first.HasSeries && last.HasSeries {
+		v := last.ServerSeries - first.ServerSeries
+		out.SeriesCreated = &v
+	}
 	out.CPUCoresAvg = out.CPUSeconds / dt
 	if out.StoredSamples > 0 {
 		out.CPUSecondsPerMillion = out.CPUSeconds / (out.StoredSamples / 1e6)
