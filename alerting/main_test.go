@@ -2,8 +2,6 @@ package alerting
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"sync"
 	"testing"
@@ -11,6 +9,8 @@ import (
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/goleak"
+
+	"github.com/vigil-tsdb/vigil/internal/etcdtest"
 )
 
 func TestMain(m *testing.M) {
@@ -19,13 +19,10 @@ func TestMain(m *testing.M) {
 	if code == 0 {
 		// Idle keep-alive connections of the channels' HTTP clients end when
 		// the test servers close; goleak's retries wait for that.
-		if err := goleak.Find(
+		if err := goleak.Find(append(etcdtest.LeakOptions(),
 			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			// Process-wide helpers of etcd's embedded server and client.
-			goleak.IgnoreTopFunction("gopkg.in/natefinch/lumberjack%2ev2.(*Logger).millRun"),
-			goleak.IgnoreAnyFunction("google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run"),
-		); err != nil {
+		)...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}
@@ -66,46 +63,21 @@ func startEtcd() (string, error) {
 		return "", err
 	}
 	etcdDir = dir
-	cfg := embed.NewConfig()
-	cfg.Name = "alerting-test"
-	cfg.Dir = dir
-	cfg.LogLevel = "panic" // its shutdown logs "server closed" at error level
-	cu, pu := freeURL(), freeURL()
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	e, endpoint, err := etcdtest.Start(dir)
 	if err != nil {
 		return "", err
 	}
 	etcdServer = e
-	select {
-	case <-e.Server.ReadyNotify():
-		return e.Clients[0].Addr().String(), nil
-	case err := <-e.Err():
-		return "", err
-	case <-time.After(60 * time.Second):
-		return "", fmt.Errorf("not ready after 60s")
-	}
+	return endpoint, nil
 }
 
 func stopEtcd() {
 	if etcdServer != nil {
-		etcdServer.Close()
-		<-etcdServer.Server.StopNotify()
+		etcdtest.Stop(etcdServer)
 	}
 	if etcdDir != "" {
 		os.RemoveAll(etcdDir)
 	}
-}
-
-func freeURL() *url.URL {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return &url.URL{Scheme: "http", Host: l.Addr().String()}
 }
 
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,9 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+
+	"github.com/vigil-tsdb/vigil/internal/etcdtest"
 )
 
 // fakeClock is a Clock that moves only when told.
@@ -40,12 +38,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func newEtcdClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdEndpoint(t)}, DialTimeout: 10 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return etcdtest.NewClient(t, etcdEndpoint(t))
 }
 
 // testPrefix is a key prefix of the test's own, new for each run (-count).
@@ -190,97 +183,18 @@ func queueLen(t *testing.T, c *clientv3.Client, prefix string) int {
 
 // tcpProxy forwards loopback connections to etcd and can cut them all, to
 // make etcd unreachable for one client.
-type tcpProxy struct {
-	l      net.Listener
-	target string
-
-	mu    sync.Mutex // protects down and conns
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
+type tcpProxy struct{ *etcdtest.Proxy }
 
 func newTCPProxy(t *testing.T, target string) *tcpProxy {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *tcpProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = struct{}{}, struct{}{}
-		p.wg.Add(2)
-		p.mu.Unlock()
-		go p.pipe(c, up)
-		go p.pipe(up, c)
-	}
-}
-
-func (p *tcpProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
+	return &tcpProxy{etcdtest.NewProxy(t, target)}
 }
 
 // setDown cuts every connection and refuses new ones until setDown(false).
-func (p *tcpProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for c := range p.conns {
-			c.Close()
-		}
-		clear(p.conns)
-	}
-}
-
-func (p *tcpProxy) close() {
-	p.l.Close()
-	p.setDown(true)
-	p.wg.Wait()
-}
+func (p *tcpProxy) setDown(down bool) { p.SetDown(down) }
 
 // newProxiedClient is an etcd client through p that reconnects quickly.
 func newProxiedClient(t *testing.T, p *tcpProxy) *clientv3.Client {
 	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{p.l.Addr().String()},
-		DialTimeout: 10 * time.Second,
-		Logger:      zap.NewNop(), // its retries while the proxy is down are expected
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 500 * time.Millisecond},
-			MinConnectTimeout: time.Second,
-		})},
-	})
-	if err != nil {
-		t.Fatalf("etcd client: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return etcdtest.NewClient(t, p.Addr())
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vigil-tsdb/vigil/internal/etcdwatch"
 )
 
 var (
@@ -268,12 +270,12 @@ func (r *Registry) DeleteJob(ctx context.Context, name string) error {
 
 // List reads the whole registry at the current revision.
 func (r *Registry) List(ctx context.Context) (Snapshot, error) {
-	st := newRegistryState()
+	st := etcdwatch.NewEntries(r.decodeEntry)
 	rev, err := r.load(ctx, st)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	return st.snapshot(rev), nil
+	return snapshotOf(st, rev), nil
 }
 
 // load replaces st's content with a fresh read of the prefix and returns
@@ -286,22 +288,12 @@ func (r *Registry) load(ctx context.Context, st *registryState) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read registry %s: %w", r.cfg.Prefix, err)
 	}
-	old := st.entries
-	st.entries = make(map[string]*entry, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		k := string(kv.Key)
-		if e, ok := old[k]; ok && e.modRev == kv.ModRevision {
-			st.entries[k] = e
-			continue
-		}
-		st.entries[k] = r.decodeEntry(k, kv.Value, kv.ModRevision)
-	}
+	st.Reset(resp)
 	return resp.Header.Revision, nil
 }
 
 // entry is one decoded key.
 type entry struct {
-	modRev int64
 	kind   keyKind
 	job    string
 	target Target // keyTarget
@@ -309,8 +301,8 @@ type entry struct {
 	err    error  // set when the key or value is invalid
 }
 
-func (r *Registry) decodeEntry(key string, val []byte, modRev int64) *entry {
-	e := &entry{modRev: modRev}
+func (r *Registry) decodeEntry(key string, val []byte, _ int64) *entry {
+	e := &entry{}
 	kind, job, id, err := r.parseKey(key)
 	e.kind, e.job = kind, job
 	switch {
@@ -330,20 +322,14 @@ func (r *Registry) decodeEntry(key string, val []byte, modRev int64) *entry {
 }
 
 // registryState is the decoded content of the prefix, owned by one reader.
-type registryState struct {
-	entries map[string]*entry
-}
+type registryState = etcdwatch.Entries[*entry]
 
-func newRegistryState() *registryState {
-	return &registryState{entries: map[string]*entry{}}
-}
-
-// snapshot resolves every target against its job and returns a new,
-// independent snapshot.
-func (st *registryState) snapshot(rev int64) Snapshot {
+// snapshotOf resolves every target of st against its job and returns a
+// new, independent snapshot.
+func snapshotOf(st *registryState, rev int64) Snapshot {
 	s := Snapshot{Revision: rev, Jobs: map[string]Job{}}
 	badJobs := map[string]string{}
-	for k, e := range st.entries {
+	for k, e := range st.All() {
 		if e.kind != keyJob {
 			continue
 		}
@@ -353,7 +339,7 @@ func (st *registryState) snapshot(rev int64) Snapshot {
 		}
 		s.Jobs[e.job] = e.jobVal
 	}
-	for k, e := range st.entries {
+	for k, e := range st.All() {
 		switch {
 		case e.err != nil:
 			s.Invalid = append(s.Invalid, InvalidEntry{Key: k, Err: e.err.Error()})

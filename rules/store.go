@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/vigil-tsdb/vigil/internal/etcdwatch"
 )
 
 const (
@@ -348,22 +350,20 @@ func (s *Store) get(ctx context.Context, ns, group string) (Snapshot, error) {
 	if len(resp.Kvs) == 0 {
 		return Snapshot{}, fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
-	st := newStoreState()
-	for _, kv := range resp.Kvs {
-		st.entries[string(kv.Key)] = s.decodeEntry(string(kv.Key), kv.Value, kv.ModRevision)
-	}
-	return st.snapshot(resp.Header.Revision), nil
+	st := s.newState()
+	st.Reset(resp)
+	return snapshotOf(st, resp.Header.Revision), nil
 }
 
 // List reads every namespace at the current revision.
 func (s *Store) List(ctx context.Context) (Snapshot, error) {
-	st := newStoreState()
+	st := s.newState()
 	rev, err := s.load(ctx, st)
 	s.metrics.op("list", err)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	snap := st.snapshot(rev)
+	snap := snapshotOf(st, rev)
 	s.metrics.observe(snap)
 	return snap, nil
 }
@@ -424,16 +424,7 @@ func (s *Store) load(ctx context.Context, st *storeState) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read rule store %s: %w", s.cfg.Prefix, err)
 	}
-	old := st.entries
-	st.entries = make(map[string]*entry, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		k := string(kv.Key)
-		if e, ok := old[k]; ok && e.group.ModRevision == kv.ModRevision {
-			st.entries[k] = e
-			continue
-		}
-		st.entries[k] = s.decodeEntry(k, kv.Value, kv.ModRevision)
-	}
+	st.Reset(resp)
 	return resp.Header.Revision, nil
 }
 
@@ -464,16 +455,14 @@ func (s *Store) decodeEntry(key string, val []byte, modRev int64) *entry {
 }
 
 // storeState is the decoded content of the prefix, owned by one reader.
-type storeState struct {
-	entries map[string]*entry
-}
+type storeState = etcdwatch.Entries[*entry]
 
-func newStoreState() *storeState { return &storeState{entries: map[string]*entry{}} }
+func (s *Store) newState() *storeState { return etcdwatch.NewEntries(s.decodeEntry) }
 
-// snapshot returns a new snapshot; the Group values are shared.
-func (st *storeState) snapshot(rev int64) Snapshot {
+// snapshotOf returns a new snapshot of st; the Group values are shared.
+func snapshotOf(st *storeState, rev int64) Snapshot {
 	s := Snapshot{Revision: rev}
-	for k, e := range st.entries {
+	for k, e := range st.All() {
 		if e.err != nil {
 			s.Invalid = append(s.Invalid, InvalidEntry{Key: k, Namespace: e.group.Namespace, Group: e.group.RuleGroup.Name, Err: e.err.Error()})
 			continue

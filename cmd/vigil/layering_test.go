@@ -22,18 +22,23 @@ var allowedImports = map[string][]string{
 	"querier":             {"ring", "ingester/ingesterpb", "model", "model/downsample"},
 	"compactor":           {"storage", "model", "model/downsample"},
 	"ring":                {"model"},
-	"collector":           {"ring", "sdk", "model", "api/vigil/v1"},
-	"rules":               {"model", "ring"}, // ring.Rendezvous: the owner of a rule group
-	"alerting":            {"model"},
+	"collector":           {"ring", "sdk", "model", "api/vigil/v1", "internal/etcdwatch", "internal/etcdtest"},
+	"rules":               {"model", "ring", "internal/etcdwatch", "internal/etcdtest"}, // ring.Rendezvous: the owner of a rule group
+	"alerting":            {"model", "internal/etcdtest"},
 	"adapter":             {"internal/vigiltest"},    // tests run the real vigil binary
 	"api":                 {"model", "api/vigil/v1"}, // HTTP handlers and the vigil.v1.Query service
 	"sdk":                 {"model", "api/vigil/v1", "internal/vigiltest"},
 	"api/vigil/v1":        {}, // the public gRPC API's generated code
 	"loadgen":             {"sdk", "model"},
 	"internal/vigiltest":  {}, // runs the real vigil binary for tests and examples
+	"internal/etcdtest":   {}, // embedded etcd and a TCP proxy for tests (_test.go files only)
+	"internal/etcdwatch":  {}, // the etcd prefix watch of the rule store and the target registry
 	"examples/selfmon":    {"sdk", "internal/vigiltest"},
 	"integration":         {"sdk"}, // black-box: only the binaries, public protocols and the public Go SDK
 }
+
+// testOnly are packages that only tests (_test.go files) may import.
+var testOnly = map[string]bool{"internal/etcdtest": true}
 
 const module = "github.com/vigil-tsdb/vigil/"
 
@@ -55,6 +60,7 @@ func TestImportLayering(t *testing.T) {
 			t.Fatal(err)
 		}
 		name := p.ImportPath
+		isTest := p.ForTest != "" || strings.HasSuffix(name, ".test")
 		if p.ForTest != "" {
 			name = p.ForTest
 		}
@@ -84,6 +90,9 @@ func TestImportLayering(t *testing.T) {
 			}
 			if !okDep {
 				t.Errorf("%s imports %s; allowed: %v", name, dep, allowed)
+			}
+			if testOnly[dep] && !isTest {
+				t.Errorf("%s imports %s outside its tests; only _test.go files may", name, dep)
 			}
 		}
 	}
