@@ -34,6 +34,7 @@ FUZZ_TARGETS := \
 	./api:FuzzLineProtocol \
 	./alerting:FuzzReceiversConfig \
 	./alerting:FuzzRoutingConfig \
+	./alerting:FuzzDecodeAlerts \
 	./cmd/vigil-bench:FuzzActiveIngesters \
 	./adapter:FuzzParseConfig
 

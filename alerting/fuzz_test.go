@@ -1,7 +1,9 @@
 package alerting
 
 import (
+	"encoding/json"
 	"os"
+	"reflect"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -110,4 +112,59 @@ func FuzzRoutingConfig(f *testing.F) {
 			t.Fatalf("accepted config does not validate again: %v", err)
 		}
 	})
+}
+
+// FuzzDecodeAlerts: DecodeAlerts (POST /api/v1/alerting/alerts) never
+// panics; what it accepts has labels with valid names, encodes again,
+// and decodes to the same alerts.
+func FuzzDecodeAlerts(f *testing.F) {
+	for _, s := range []string{
+		`[]`,
+		`[{"labels":{"alertname":"Down","instance":"a:9100"},"annotations":{"summary":"s"},"status":"firing",` +
+			`"startsAt":"2026-03-04T05:06:07Z","endsAt":"2026-03-04T05:10:07Z","generatorURL":"http://x/graph"}]`,
+		`[{"labels":{"alertname":"Down"},"status":"resolved","endsAt":"2026-03-04T05:06:07.5+08:00"}]`,
+		`[{"labels":{}}]`,
+		`[{"labels":{"1":"x"}}]`,
+		`[{"labels":{"a":"\ud800"}}]`,
+		`[null]`,
+		`null`,
+		`[{"labels":{"a":"b"}}] x`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		alerts, err := DecodeAlerts(data)
+		if err != nil {
+			return
+		}
+		for i, a := range alerts {
+			if err := checkAlert(a); err != nil {
+				t.Fatalf("accepted alert %d is invalid: %v", i, err)
+			}
+		}
+		b, err := json.Marshal(alerts)
+		if err != nil {
+			t.Fatalf("accepted alerts do not encode: %v", err)
+		}
+		again, err := DecodeAlerts(b)
+		if err != nil {
+			t.Fatalf("re-encoded alerts refused: %v\n%s", err, b)
+		}
+		if !reflect.DeepEqual(normalize(alerts), normalize(again)) {
+			t.Fatalf("round trip changed the alerts:\n%+v\n%+v", alerts, again)
+		}
+	})
+}
+
+// normalize makes decoded alerts comparable: times in UTC, nil maps empty.
+func normalize(as []Alert) []Alert {
+	out := make([]Alert, len(as))
+	for i, a := range as {
+		a.StartsAt, a.EndsAt = a.StartsAt.UTC(), a.EndsAt.UTC()
+		if a.Annotations == nil {
+			a.Annotations = KV{}
+		}
+		out[i] = a
+	}
+	return out
 }

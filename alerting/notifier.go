@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +48,13 @@ type NotifierConfig struct {
 	ResolveTimeout   time.Duration `yaml:"resolve_timeout"`
 	SilenceRetention time.Duration `yaml:"silence_retention"`
 	ExternalURL      string        `yaml:"external_url"`
+	// LeaderLease is the etcd lease of the leading notifier: after a
+	// crash, another takes over within it.
+	LeaderLease time.Duration `yaml:"leader_lease"`
+	// AdvertiseURL is the base URL (http://host:port) at which the other
+	// nodes' rulers reach this notifier's Handler while it leads; cmd sets
+	// it to the node's HTTP URL.
+	AdvertiseURL string `yaml:"advertise_url"`
 }
 
 // DefaultNotifierConfig returns a complete, working configuration.
@@ -60,6 +69,7 @@ func DefaultNotifierConfig() NotifierConfig {
 		MaxBackoff:       5 * time.Minute,
 		ResolveTimeout:   5 * time.Minute,
 		SilenceRetention: 5 * 24 * time.Hour,
+		LeaderLease:      10 * time.Second,
 	}
 }
 
@@ -75,6 +85,7 @@ func (c *NotifierConfig) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.ResolveTimeout, "alerting.resolve-timeout", c.ResolveTimeout, "a firing alert without an end that is not sent again for this long is resolved")
 	f.DurationVar(&c.SilenceRetention, "alerting.silence-retention", c.SilenceRetention, "how long expired silences are kept")
 	f.StringVar(&c.ExternalURL, "alerting.external-url", c.ExternalURL, "URL of Vigil put in notifications (externalURL)")
+	f.DurationVar(&c.LeaderLease, "alerting.leader-lease", c.LeaderLease, "etcd lease of the leading notifier: after a crash another takes over within it (whole seconds, at least 2s)")
 }
 
 // Validate reports the first invalid field.
@@ -96,6 +107,8 @@ func (c NotifierConfig) Validate() error {
 		return fmt.Errorf("alerting.resolve-timeout must be positive")
 	case c.SilenceRetention < 0:
 		return fmt.Errorf("alerting.silence-retention must not be negative")
+	case c.LeaderLease < 2*time.Second || c.LeaderLease%time.Second != 0:
+		return fmt.Errorf("alerting.leader-lease %s: must be whole seconds, at least 2s (an etcd lease)", c.LeaderLease)
 	}
 	return nil
 }
@@ -110,25 +123,31 @@ type chanInfo struct {
 
 // Notifier routes, groups, silences and inhibits alerts, and delivers the
 // notifications through a durable queue in etcd (docs/alerting.md,
-// "Notifier"). Ingest is safe for concurrent use and does no I/O; Run
-// does the flushing and the delivering.
+// "Notifier"). Ingest and Notify are safe for concurrent use and do no
+// I/O; Run elects one leader among the notifiers of a prefix and, while
+// it leads, does the flushing and the delivering.
 type Notifier struct {
 	cfg      NotifierConfig
-	routing  *RoutingConfig
-	root     *compiledRoute
-	inhibit  []compiledInhibit
-	channels map[string][]chanInfo // receiver → channels, NewChannels' order
+	static   bool // the routing was given to New; else it is read from etcd
 	client   *clientv3.Client
 	clock    Clock
 	logger   *slog.Logger
 	metrics  *notifierMetrics
+	fwd      *forwarder
+	electing atomic.Bool // Run was called: Notify forwards unless this one leads
 
-	flushMu sync.Mutex // serializes flush passes
+	flushMu      sync.Mutex // serializes flush passes and configuration changes
+	badConfigRev int64      // the invalid stored configuration last logged (flushMu)
 
-	mu       sync.Mutex // protects the fields below
-	groups   map[string]*aggrGroup
-	silences map[string]*Silence // last read from etcd, plus local writes
-	loaded   bool                // group states read from etcd
+	mu             sync.Mutex    // protects the fields below
+	rs             *routingState // the configuration in force; nil: none yet
+	groups         map[string]*aggrGroup
+	silences       map[string]*Silence // last read from etcd, plus local writes
+	loaded         bool                // group states read from etcd
+	carry          []alertEntry        // alerts held before a reload or without a configuration, oldest first (loadStates)
+	late           []alertEntry        // alerts resolved while the states were not read (loadStates)
+	fence          *fence              // the leader key this notifier holds; nil when not leading
+	warnedNoConfig bool                // the drop for want of a configuration was logged
 
 	deliverMu sync.Mutex // serializes queue scans (deliver)
 
@@ -138,32 +157,22 @@ type Notifier struct {
 	wake   chan struct{}   // a notification was enqueued
 }
 
-// New returns a notifier. routing must be validated (ParseRoutingConfig);
-// client stays owned by the caller and must outlive Run. clock nil means
-// the real clock.
-func New(cfg NotifierConfig, routing *RoutingConfig, client *clientv3.Client, clock Clock, logger *slog.Logger, reg prometheus.Registerer) (*Notifier, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if routing == nil || routing.Route == nil {
-		return nil, fmt.Errorf("notifier: no routing configuration")
-	}
-	if client == nil {
-		return nil, fmt.Errorf("notifier: no etcd client")
-	}
-	if clock == nil {
-		clock = realClock{}
-	}
-	logger = orDiscard(logger)
+// routingState is a configuration in force: the routing tree compiled and
+// the receivers' channels built.
+type routingState struct {
+	routing  *RoutingConfig
+	root     *compiledRoute
+	inhibit  []compiledInhibit
+	channels map[string][]chanInfo // receiver → channels, NewChannels' order
+	rev      int64                 // mod revision of the etcd key it came from; 0 for a static one
+}
+
+func newRoutingState(routing *RoutingConfig, logger *slog.Logger) (*routingState, error) {
 	root, inh, err := routing.compile()
 	if err != nil {
 		return nil, fmt.Errorf("notifier config: %w", err)
 	}
-	n := &Notifier{
-		cfg: cfg, routing: routing, root: root, inhibit: inh, client: client, clock: clock, logger: logger,
-		channels: map[string][]chanInfo{}, groups: map[string]*aggrGroup{}, silences: map[string]*Silence{},
-		busy: map[string]bool{}, wake: make(chan struct{}, 1),
-	}
+	rs := &routingState{routing: routing, root: root, inhibit: inh, channels: map[string][]chanInfo{}}
 	for _, r := range routing.Receivers {
 		chs, err := NewChannels(r, logger)
 		if err != nil {
@@ -174,12 +183,55 @@ func New(cfg NotifierConfig, routing *RoutingConfig, client *clientv3.Client, cl
 		for i, ch := range chs {
 			infos[i] = chanInfo{ch: ch, kind: ch.Kind(), sendResolved: sr[i]}
 		}
-		n.channels[r.Name] = infos
+		rs.channels[r.Name] = infos
 	}
+	return rs, nil
+}
+
+// New returns a notifier. routing, when not nil, must be validated
+// (ParseRoutingConfig) and is the configuration for good; nil means the
+// configuration is the etcd key <prefix>config (PutConfig), read again at
+// every pass while the notifier leads. client stays owned by the caller
+// and must outlive Run. clock nil means the real clock.
+func New(cfg NotifierConfig, routing *RoutingConfig, client *clientv3.Client, clock Clock, logger *slog.Logger, reg prometheus.Registerer) (*Notifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if routing != nil && routing.Route == nil {
+		return nil, fmt.Errorf("notifier: routing configuration without a route")
+	}
+	if client == nil {
+		return nil, fmt.Errorf("notifier: no etcd client")
+	}
+	if clock == nil {
+		clock = realClock{}
+	}
+	logger = orDiscard(logger)
+	n := &Notifier{
+		cfg: cfg, static: routing != nil, client: client, clock: clock, logger: logger,
+		groups: map[string]*aggrGroup{}, silences: map[string]*Silence{},
+		busy: map[string]bool{}, wake: make(chan struct{}, 1),
+	}
+	if routing != nil {
+		rs, err := newRoutingState(routing, logger)
+		if err != nil {
+			return nil, err
+		}
+		n.rs = rs
+	}
+	var err error
 	if n.metrics, err = newNotifierMetrics(reg); err != nil {
 		return nil, err
 	}
+	n.fwd = newForwarder(n)
 	return n, nil
+}
+
+// routing returns the configuration in force, nil if there is none.
+func (n *Notifier) routing() *routingState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.rs
 }
 
 // sendResolvedFlags lists send_resolved of a receiver's configs in
@@ -207,11 +259,9 @@ func sendResolvedFlags(r *Receiver) []bool {
 	return out
 }
 
-// Run flushes due groups and delivers due queue entries every
-// PollInterval (and at once after an enqueue), until ctx is done; then it
-// waits for deliveries in flight (cancelled with ctx) and returns nil.
-func (n *Notifier) Run(ctx context.Context) error {
-	defer n.lanes.Wait()
+// poll flushes due groups and delivers due queue entries every
+// PollInterval (and at once after an enqueue) until ctx is done.
+func (n *Notifier) poll(ctx context.Context) {
 	t := time.NewTicker(n.cfg.PollInterval)
 	defer t.Stop()
 	for {
@@ -223,7 +273,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 		case <-n.wake:
 		}
@@ -245,11 +295,35 @@ func Fingerprint(kv KV) string {
 // an EndsAt in the future or zero, and the resolved ones, with EndsAt at or
 // before now (or Status "resolved"). Alerts are keyed by their labels'
 // fingerprint; each goes to the aggregation groups of the routes it
-// matches. It does no I/O and does not keep the slice.
+// matches. Without a configuration they wait for one until the next pass
+// (dropped, counted, if none is stored). It does no I/O and does not keep
+// the slice. Rulers call Notify, which brings the alerts to the leading
+// notifier.
 func (n *Notifier) Ingest(alerts []Alert) {
-	now := n.clock.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.ingestLocked(alerts)
+}
+
+// ingestIfLeading is Ingest if this notifier leads now; checked and done
+// under one lock, so alerts cannot land in a notifier that just lost the
+// lead.
+func (n *Notifier) ingestIfLeading(alerts []Alert) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.fence == nil {
+		return false
+	}
+	n.ingestLocked(alerts)
+	return true
+}
+
+// maxCarry bounds the alerts that wait for the groups to be loaded (etcd
+// unreachable at a takeover, for instance).
+const maxCarry = 50000
+
+func (n *Notifier) ingestLocked(alerts []Alert) {
+	now := n.clock.Now()
 	for _, a := range alerts {
 		if len(a.Labels) == 0 {
 			continue
@@ -266,24 +340,60 @@ func (n *Notifier) Ingest(alerts []Alert) {
 		default:
 			e.Expires = a.EndsAt
 		}
-		resolved := !e.Expires.After(now)
-		for _, r := range n.root.match(a.Labels) {
-			gl := r.groupLabels(a.Labels)
-			key := groupKey(r, gl)
-			g := n.groups[key]
-			if g == nil {
-				if resolved {
-					// Nothing was notified of an alert no group holds
-					// (its group's state was loaded into n.groups).
-					continue
-				}
-				g = newGroup(key, r, gl, now)
-				n.groups[key] = g
-			}
-			g.merge(e)
+		if n.rs == nil {
+			n.carry = append(n.carry, e)
+			continue
 		}
+		if !n.loaded && !e.Expires.After(now) {
+			// Resolved before the groups' states are read: placed again
+			// after them, when its group exists (loadStates).
+			n.late = append(n.late, e)
+		}
+		n.place(e, now, true)
+	}
+	if len(n.carry) > maxCarry {
+		// Only the latest version of each alert matters.
+		seen := map[string]bool{}
+		kept := n.carry[:0:0]
+		for i := len(n.carry) - 1; i >= 0; i-- {
+			if fp := n.carry[i].Alert.Fingerprint; !seen[fp] {
+				seen[fp] = true
+				kept = append(kept, n.carry[i])
+			}
+		}
+		slices.Reverse(kept)
+		if over := len(kept) - maxCarry; over > 0 {
+			n.metrics.dropped.WithLabelValues("carry_full").Add(float64(over))
+			kept = kept[over:]
+		}
+		n.carry = kept
 	}
 	n.metrics.groups.Set(float64(len(n.groups)))
+}
+
+// place puts an alert into the groups of the routes it matches; a group
+// that holds the alert already keeps it unless overwrite. Called with
+// n.mu held and n.rs set.
+func (n *Notifier) place(e alertEntry, now time.Time, overwrite bool) {
+	resolved := !e.Expires.After(now)
+	for _, r := range n.rs.root.match(e.Alert.Labels) {
+		gl := r.groupLabels(e.Alert.Labels)
+		key := groupKey(r, gl)
+		g := n.groups[key]
+		if g == nil {
+			if resolved {
+				// Nothing was notified of an alert no group holds
+				// (its group's state was loaded into n.groups).
+				continue
+			}
+			g = newGroup(key, r, gl, now)
+			n.groups[key] = g
+		}
+		if _, ok := g.alerts[e.Alert.Fingerprint]; ok && !overwrite {
+			continue
+		}
+		g.merge(e)
+	}
 }
 
 func copyKV(kv KV) KV {
@@ -339,7 +449,7 @@ func (n *Notifier) muted(a Alert, now time.Time, firing map[string]KV) bool {
 			return true
 		}
 	}
-	for _, r := range n.inhibit {
+	for _, r := range n.rs.inhibit {
 		if !matchAll(r.target, a.Labels) {
 			continue
 		}

@@ -55,9 +55,9 @@ func newEntryID(now time.Time) string {
 // their new route's group.
 func (n *Notifier) loadStates(ctx context.Context) error {
 	n.mu.Lock()
-	loaded := n.loaded
+	loaded, rs := n.loaded, n.rs
 	n.mu.Unlock()
-	if loaded {
+	if loaded || rs == nil {
 		return nil
 	}
 	gctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
@@ -74,7 +74,7 @@ func (n *Notifier) loadStates(ctx context.Context) error {
 			walk(c)
 		}
 	}
-	walk(n.root)
+	walk(rs.root)
 	type keyRev struct {
 		key string
 		rev int64
@@ -83,7 +83,7 @@ func (n *Notifier) loadStates(ctx context.Context) error {
 	defer func() {
 		for _, kr := range stale {
 			tctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-			_, err := n.client.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(kr.key), "=", kr.rev)).
+			_, err := n.client.Txn(tctx).If(n.fenced(clientv3.Compare(clientv3.ModRevision(kr.key), "=", kr.rev))...).
 				Then(clientv3.OpDelete(kr.key)).Commit()
 			cancel()
 			if err != nil {
@@ -91,6 +91,7 @@ func (n *Notifier) loadStates(ctx context.Context) error {
 			}
 		}
 	}()
+	now := n.clock.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, kv := range resp.Kvs {
@@ -100,7 +101,7 @@ func (n *Notifier) loadStates(ctx context.Context) error {
 			continue
 		}
 		r := routes[st.Route]
-		if r == nil || groupKey(r, st.Labels) != st.Key {
+		if r == nil || groupKey(r, st.Labels) != st.Key || st.Receiver != r.opts.receiver {
 			n.logger.Info("notification state of a route that changed, deleted", "group", st.Key)
 			stale = append(stale, keyRev{string(kv.Key), kv.ModRevision})
 			continue
@@ -115,13 +116,37 @@ func (n *Notifier) loadStates(ctx context.Context) error {
 		for _, e := range st.Alerts {
 			g.notified[e.Alert.Fingerprint] = true
 			if _, ok := g.alerts[e.Alert.Fingerprint]; !ok {
+				// The end the ruler gave when it was notified has passed
+				// if that was long ago; the rulers send it again within
+				// their resend delay, firing or resolved. Until then, or
+				// ResolveTimeout, it is held firing, not resolved because
+				// this notifier just started leading.
+				e.Expires = later(e.Expires, now.Add(n.cfg.ResolveTimeout))
 				g.alerts[e.Alert.Fingerprint] = e
 			}
 		}
 	}
+	// Alerts held before a change of configuration or leader go to their
+	// groups under the routes in force, the latest version of each, unless
+	// a newer one arrived since; then those resolved meanwhile, which
+	// needed their group's state.
+	for i := len(n.carry) - 1; i >= 0; i-- {
+		n.place(n.carry[i], now, false)
+	}
+	for _, e := range n.late {
+		n.place(e, now, true)
+	}
+	n.carry, n.late = nil, nil
 	n.loaded = true
 	n.metrics.groups.Set(float64(len(n.groups)))
 	return nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // flushPlan is what one flush of a group writes.
@@ -140,6 +165,15 @@ type flushPlan struct {
 func (n *Notifier) flush(ctx context.Context) error {
 	n.flushMu.Lock()
 	defer n.flushMu.Unlock()
+	if !n.static {
+		if err := n.refreshConfig(ctx); err != nil {
+			// The configuration in force, if any, stays.
+			n.logger.Warn("notifier: read configuration", "err", err)
+		}
+	}
+	if n.routing() == nil {
+		return nil // nothing to route with yet
+	}
 	if err := n.loadStates(ctx); err != nil {
 		return err
 	}
@@ -316,16 +350,16 @@ func (n *Notifier) commit(ctx context.Context, p *flushPlan) error {
 	}
 	var newRev int64
 	if len(ops) > 0 {
-		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", g.stateRev)
+		cmps := n.fenced(clientv3.Compare(clientv3.ModRevision(key), "=", g.stateRev))
 		tctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, err := n.client.Txn(tctx).If(cmp).Then(ops...).Else(clientv3.OpGet(key)).Commit()
+		resp, err := n.client.Txn(tctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(key)).Commit()
 		cancel()
 		if err != nil {
 			return fmt.Errorf("write notification of group %s: %w", g.key, err)
 		}
 		if !resp.Succeeded {
-			// Another notifier wrote this group: take its state and decide
-			// again at the next pass.
+			// Another notifier wrote this group, or this one lost the lead:
+			// take the state and decide again at the next pass.
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			g.stateRev, g.nextFlush = 0, p.now
@@ -388,8 +422,9 @@ const maxTxnBytes = 1 << 20
 // alerts (firing ones sort first by start time), the rest counted in
 // TruncatedAlerts, as a channel's max_alerts does.
 func (n *Notifier) queueOps(nt *Notification, now time.Time, budget int) ([]clientv3.Op, error) {
+	chans := n.routing().channels[nt.Receiver]
 	var infos []int
-	for i, ci := range n.channels[nt.Receiver] {
+	for i, ci := range chans {
 		if nt.Status == StatusResolved && !ci.sendResolved {
 			continue
 		}
@@ -403,7 +438,7 @@ func (n *Notifier) queueOps(nt *Notification, now time.Time, budget int) ([]clie
 		var ops []clientv3.Op
 		fits, keep := true, 0
 		for _, i := range infos {
-			ci := n.channels[nt.Receiver][i]
+			ci := chans[i]
 			e := QueueEntry{ID: newEntryID(now), Receiver: nt.Receiver, Channel: i, Kind: ci.kind,
 				Notification: nt, NextAttempt: now, CreatedAt: now}
 			b, err := json.Marshal(e)
@@ -420,7 +455,7 @@ func (n *Notifier) queueOps(nt *Notification, now time.Time, budget int) ([]clie
 		}
 		if fits {
 			for _, i := range infos {
-				n.metrics.enqueued.WithLabelValues(nt.Receiver, n.channels[nt.Receiver][i].kind).Inc()
+				n.metrics.enqueued.WithLabelValues(nt.Receiver, chans[i].kind).Inc()
 			}
 			return ops, nil
 		}

@@ -1,8 +1,10 @@
 package alerting
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -59,6 +61,10 @@ func (n *Notifier) Groups() []GroupStatus {
 //	DELETE silences/{id}       expire one
 //	GET    dead                dead letters (no secrets: entries hold none)
 //	POST   dead/{id}/retry     put a dead letter back in the queue
+//	POST   alerts              alerts from a ruler (Notify on another node): the leader ingests them, others answer 503
+//	GET    config              the stored configuration, secrets redacted (StoredConfig)
+//	PUT    config              store a configuration (YAML body, PutConfig); POST does the same
+//	GET    status              this notifier: leading or not, the leader's URL, the configuration in force
 //
 // Answers are JSON, {"status":"success","data":…} or
 // {"status":"error","error":"…"} as Prometheus' API.
@@ -125,7 +131,85 @@ func (n *Notifier) Handler() http.Handler {
 		}
 		writeData(w, nil)
 	})
+	mux.HandleFunc("POST /api/v1/alerting/alerts", func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r, MaxAlertsBody)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		alerts, err := DecodeAlerts(body)
+		if err != nil {
+			writeError(w, fmt.Errorf("%w: %w", errBadRequest, err))
+			return
+		}
+		if !n.ingestIfLeading(alerts) {
+			leader, _ := n.Leader(r.Context())
+			writeError(w, fmt.Errorf("this notifier does not lead prefix %s (the leader: %q); ask etcd again", n.cfg.Prefix, leader))
+			return
+		}
+		writeData(w, map[string]int{"alerts": len(alerts)})
+	})
+	putConfig := func(w http.ResponseWriter, r *http.Request) {
+		body, err := readBody(r, MaxConfigBytes)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+		defer cancel()
+		rev, changed, err := PutConfig(ctx, n.client, n.cfg.Prefix, body)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeData(w, map[string]any{"revision": rev, "changed": changed})
+	}
+	mux.HandleFunc("PUT /api/v1/alerting/config", putConfig)
+	mux.HandleFunc("POST /api/v1/alerting/config", putConfig)
+	mux.HandleFunc("GET /api/v1/alerting/config", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), n.cfg.RequestTimeout)
+		defer cancel()
+		sc, err := GetConfig(ctx, n.client, n.cfg.Prefix)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeData(w, sc)
+	})
+	mux.HandleFunc("GET /api/v1/alerting/status", func(w http.ResponseWriter, r *http.Request) {
+		leader, err := n.Leader(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		st := map[string]any{"leading": n.Leading(), "leader": leader, "configRevision": int64(0), "configured": false}
+		if rs := n.routing(); rs != nil {
+			st["configured"], st["configRevision"] = true, rs.rev
+		}
+		writeData(w, st)
+	})
 	return mux
+}
+
+var (
+	// errBadRequest marks a malformed request body (400).
+	errBadRequest = errors.New("bad request")
+	// errTooLarge marks a request body over its limit (413).
+	errTooLarge = errors.New("request body too large")
+	// errConflict marks a write that lost a race (409).
+	errConflict = errors.New("conflict")
+)
+
+// readBody reads at most limit bytes of a request body.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read body: %w", errBadRequest, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: larger than %d bytes", errTooLarge, limit)
+	}
+	return b, nil
 }
 
 func writeData(w http.ResponseWriter, data any) {
@@ -138,7 +222,11 @@ func writeData(w http.ResponseWriter, data any) {
 func writeError(w http.ResponseWriter, err error) {
 	code := http.StatusServiceUnavailable
 	switch {
-	case errors.Is(err, ErrInvalidSilence):
+	case errors.Is(err, errTooLarge):
+		code = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errConflict):
+		code = http.StatusConflict
+	case errors.Is(err, ErrInvalidSilence), errors.Is(err, ErrInvalidConfig), errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest
 	case errors.Is(err, ErrNotFound):
 		code = http.StatusNotFound

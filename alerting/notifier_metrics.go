@@ -14,6 +14,13 @@ type notifierMetrics struct {
 	queueLength   prometheus.Gauge
 	groups        prometheus.Gauge
 	stateErrors   prometheus.Counter
+	dropped       *prometheus.CounterVec // reason
+	leader        prometheus.Gauge
+	leaderChanges prometheus.Counter
+	configOK      prometheus.Gauge
+	configTime    prometheus.Gauge
+	forwarded     *prometheus.CounterVec // result
+	forwardQueue  prometheus.Gauge
 }
 
 func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
@@ -46,9 +53,38 @@ func newNotifierMetrics(reg prometheus.Registerer) (*notifierMetrics, error) {
 			Name: "vigil_alerting_etcd_errors_total",
 			Help: "Failed etcd writes of notification state and queue entries (retried).",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_alerting_alerts_dropped_total",
+			Help: "Alerts not routed: no_config (the leader has no configuration), carry_full (too many waiting while the groups were rebuilt), forward_queue_full, forward_expired (not handed to a leader in time; the ruler sends them again).",
+		}, []string{"reason"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_alerting_leader",
+			Help: "1 while this notifier leads its prefix (flushes groups and delivers), else 0.",
+		}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_alerting_leader_terms_total",
+			Help: "Times this notifier became the leader.",
+		}),
+		configOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_alerting_config_last_reload_successful",
+			Help: "Whether the last stored notifier configuration read was valid and applied (1) or refused (0).",
+		}),
+		configTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_alerting_config_last_reload_success_timestamp_seconds",
+			Help: "Time the notifier configuration was last applied.",
+		}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "vigil_alerting_forwarded_alerts_total",
+			Help: "Alerts of this node's ruler sent to the leading notifier on another node: sent, refused (4xx, dropped), or failed (attempts, retried).",
+		}, []string{"result"}),
+		forwardQueue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "vigil_alerting_forward_queue_length",
+			Help: "Alerts waiting to be sent to the leading notifier.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.notifications, m.failures, m.deadLetters, m.enqueued, m.queueLength, m.groups, m.stateErrors} {
+		for _, c := range []prometheus.Collector{m.notifications, m.failures, m.deadLetters, m.enqueued, m.queueLength, m.groups, m.stateErrors,
+			m.dropped, m.leader, m.leaderChanges, m.configOK, m.configTime, m.forwarded, m.forwardQueue} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register notifier metrics: %w", err)
 			}

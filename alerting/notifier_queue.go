@@ -66,6 +66,9 @@ func (n *Notifier) readEntries(ctx context.Context, prefix string) ([]*QueueEntr
 // is retried with its backoff and the entries behind wait. With wait, it
 // returns after those lanes finished (tests).
 func (n *Notifier) deliver(ctx context.Context, wait bool) error {
+	if n.routing() == nil {
+		return nil // no configuration yet: the entries wait for one
+	}
 	n.deliverMu.Lock()
 	defer n.deliverMu.Unlock()
 	// Lanes in flight now are skipped even if they end during the read
@@ -135,7 +138,11 @@ func (n *Notifier) runLane(ctx context.Context, es []*QueueEntry) {
 // deliverOne sends one entry and records the outcome; it returns whether
 // the lane may go on.
 func (n *Notifier) deliverOne(ctx context.Context, e *QueueEntry) bool {
-	chs := n.channels[e.Receiver]
+	rs := n.routing()
+	if rs == nil {
+		return false // no configuration: the entry waits for one
+	}
+	chs := rs.channels[e.Receiver]
 	if e.Channel < 0 || e.Channel >= len(chs) || chs[e.Channel].kind != e.Kind {
 		n.bury(ctx, e, fmt.Sprintf("receiver %q has no %s channel at index %d any more", e.Receiver, e.Kind, e.Channel))
 		return true
@@ -147,7 +154,7 @@ func (n *Notifier) deliverOne(ctx context.Context, e *QueueEntry) bool {
 	now := n.clock.Now()
 	if err == nil {
 		tctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
-		resp, derr := n.client.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).
+		resp, derr := n.client.Txn(tctx).If(n.fenced(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev))...).
 			Then(clientv3.OpDelete(e.key)).Commit()
 		cancel()
 		n.metrics.notifications.WithLabelValues(e.Receiver, e.Kind, "delivered").Inc()
@@ -213,7 +220,7 @@ func (n *Notifier) bury(ctx context.Context, e *QueueEntry, reason string) {
 func (n *Notifier) rewrite(ctx context.Context, e *QueueEntry, ops ...clientv3.Op) error {
 	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := n.client.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev)).Then(ops...).Commit()
+	resp, err := n.client.Txn(tctx).If(n.fenced(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.modRev))...).Then(ops...).Commit()
 	if err != nil {
 		n.metrics.stateErrors.Inc()
 		return err

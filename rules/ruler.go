@@ -40,11 +40,15 @@ type RulerConfig struct {
 	// to another ruler after it saw the change (docs/alerting.md,
 	// "Sharding and hand-over").
 	HandoverOverlap time.Duration `yaml:"handover_overlap"`
+	// GatherTimeout bounds how long /api/v1/rules and /api/v1/alerts wait
+	// for each ruler in a cluster (Gather).
+	GatherTimeout time.Duration `yaml:"gather_timeout"`
 }
 
 // DefaultRulerConfig is Prometheus' defaults.
 func DefaultRulerConfig() RulerConfig {
-	return RulerConfig{EvaluationInterval: time.Minute, OutageTolerance: time.Hour, ResendDelay: time.Minute, HandoverOverlap: 5 * time.Second}
+	return RulerConfig{EvaluationInterval: time.Minute, OutageTolerance: time.Hour, ResendDelay: time.Minute, HandoverOverlap: 5 * time.Second,
+		GatherTimeout: 10 * time.Second}
 }
 
 // RegisterFlags adds the -ruler.* flags.
@@ -53,6 +57,7 @@ func (c *RulerConfig) RegisterFlags(f *flag.FlagSet) {
 	f.DurationVar(&c.OutageTolerance, "ruler.outage-tolerance", c.OutageTolerance, "an alert's `for` state is restored after a restart if its last ALERTS_FOR_STATE sample is at most this old")
 	f.DurationVar(&c.ResendDelay, "ruler.resend-delay", c.ResendDelay, "how often a firing alert is sent to the notifier again")
 	f.DurationVar(&c.HandoverOverlap, "ruler.handover-overlap", c.HandoverOverlap, "in a cluster, how long a ruler keeps evaluating a rule group another ruler took over after it saw the change (make-before-break)")
+	f.DurationVar(&c.GatherTimeout, "ruler.gather-timeout", c.GatherTimeout, "in a cluster, how long /api/v1/rules and /api/v1/alerts wait for each ruler's answer")
 	f.StringVar(&c.ExternalURL, "ruler.external-url", c.ExternalURL, "base URL of alerts' generator links (default: the node's HTTP URL)")
 }
 
@@ -67,6 +72,8 @@ func (c RulerConfig) Validate() error {
 		return errors.New("ruler.resend-delay must be positive")
 	case c.HandoverOverlap < 0:
 		return errors.New("ruler.handover-overlap must not be negative")
+	case c.GatherTimeout <= 0:
+		return errors.New("ruler.gather-timeout must be positive")
 	}
 	if c.ExternalURL != "" {
 		if _, err := url.Parse(c.ExternalURL); err != nil {

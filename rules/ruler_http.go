@@ -13,12 +13,16 @@ import (
 )
 
 // Handler serves GET /api/v1/rules and GET /api/v1/alerts as Prometheus
-// does (Grafana reads them): the groups being evaluated with their rules'
-// health and alerts, and the active alerts.
+// does (Grafana reads them): the groups this ruler evaluates with their
+// rules' health and alerts, and its active alerts. It serves the same
+// under /ruler/rules and /ruler/alerts, the paths Gather asks in a
+// cluster, where /api/v1/rules is Gather's.
 func (r *Ruler) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v1/rules", r.serveRules)
 	mux.HandleFunc("GET /api/v1/alerts", r.serveAlerts)
+	mux.HandleFunc("GET /ruler/rules", r.serveRules)
+	mux.HandleFunc("GET /ruler/alerts", r.serveAlerts)
 	return mux
 }
 

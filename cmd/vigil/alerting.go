@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
 
 	"github.com/prometheus/prometheus/model/labels"
 	promrules "github.com/prometheus/prometheus/rules"
@@ -9,6 +13,59 @@ import (
 
 	"github.com/vigil-tsdb/vigil/alerting"
 )
+
+// startNotifier builds the notifier of a node that runs a ruler (the
+// single node, or -target's ruler role): every such node takes part in
+// the election of the one that flushes and delivers, and its ruler's
+// alerts reach that leader (docs/alerting.md, "Notifier"). The
+// configuration is the etcd key <prefix>config; -alerting.config-file, on
+// any node that knows an etcd, is validated and stored there at start.
+func (n *node) startNotifier(ctx context.Context, mux *http.ServeMux) error {
+	cfg := n.cfg
+	if cfg.AlertingConfigFile != "" {
+		if n.etcdClient == nil {
+			return errors.New("alerting.config-file: the notifier keeps its configuration in etcd, and this node knows none (-etcd.endpoints)")
+		}
+		data, err := os.ReadFile(cfg.AlertingConfigFile)
+		if err != nil {
+			return fmt.Errorf("alerting.config-file: %w", err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, cfg.Alerting.RequestTimeout)
+		defer cancel()
+		before, err := alerting.GetConfig(pctx, n.etcdClient, cfg.Alerting.Prefix)
+		if err != nil {
+			return fmt.Errorf("alerting.config-file %s: %w", cfg.AlertingConfigFile, err)
+		}
+		rev, changed, err := alerting.PutConfig(pctx, n.etcdClient, cfg.Alerting.Prefix, data)
+		if err != nil {
+			return fmt.Errorf("alerting.config-file %s: %w", cfg.AlertingConfigFile, err)
+		}
+		switch {
+		case changed && before.Revision != 0:
+			n.logger.Warn("alerting.config-file replaced the stored notifier configuration (an upload since is undone; drop the flag to keep uploads)",
+				"file", cfg.AlertingConfigFile, "replaced_revision", before.Revision, "revision", rev)
+		case changed:
+			n.logger.Info("stored the notifier configuration from alerting.config-file", "file", cfg.AlertingConfigFile, "revision", rev)
+		}
+	}
+	if n.etcdClient == nil || !n.roles["ruler"] {
+		return nil
+	}
+	acfg := cfg.Alerting
+	if acfg.ExternalURL == "" {
+		acfg.ExternalURL = n.httpURL
+	}
+	acfg.AdvertiseURL = n.httpURL
+	if n.cluster {
+		acfg.AdvertiseURL = "http://" + n.announcedHTTP
+	}
+	var err error
+	if n.notifier, err = alerting.New(acfg, nil, n.etcdClient, nil, n.logger.With("component", "notifier"), n.reg); err != nil {
+		return err
+	}
+	mux.Handle("/api/v1/alerting/", n.notifier.Handler())
+	return nil
+}
 
 // notifyFunc hands the ruler's alerts to the notifier as Prometheus hands
 // them to Alertmanager (rules.SendAlerts): StartsAt is when the alert
@@ -32,7 +89,7 @@ func notifyFunc(n *alerting.Notifier, externalURL string) promrules.NotifyFunc {
 			}
 			out = append(out, al)
 		}
-		n.Ingest(out)
+		n.Notify(out)
 	}
 }
 

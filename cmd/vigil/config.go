@@ -48,7 +48,7 @@ type Config struct {
 	Rules       rules.Config             `yaml:"rules"`
 	Ruler       rules.RulerConfig        `yaml:"ruler"`
 	Alerting    alerting.NotifierConfig  `yaml:"alerting"`
-	// AlertingConfigFile is the notifier's routing and receivers.
+	// AlertingConfigFile is a notifier configuration stored in etcd at start.
 	AlertingConfigFile string          `yaml:"alerting_config_file"`
 	Collector          CollectorConfig `yaml:"collector"`
 	SDK                SDKConfig       `yaml:"sdk"`
@@ -103,7 +103,7 @@ func (c *Config) RegisterFlags(f *flag.FlagSet, configFile *string) {
 	c.Rules.RegisterFlags(f)
 	c.Ruler.RegisterFlags(f)
 	c.Alerting.RegisterFlags(f)
-	f.StringVar(&c.AlertingConfigFile, "alerting.config-file", c.AlertingConfigFile, "the notifier's route tree, inhibition rules and receivers (YAML, docs/alerting.md); empty: alerts are not notified")
+	f.StringVar(&c.AlertingConfigFile, "alerting.config-file", c.AlertingConfigFile, "a notifier configuration (route tree, inhibition rules, receivers; YAML, docs/alerting.md) to validate and store in etcd at start, as vigil alerting config upload does; empty: the stored one stays")
 	c.Collector.RegisterFlags(f)
 	c.SDK.RegisterFlags(f)
 }

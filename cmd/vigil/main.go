@@ -63,6 +63,9 @@ func main() {
 	if len(args) > 0 && args[0] == "silences" {
 		runFn, args = runSilences, args[1:]
 	}
+	if len(args) > 0 && args[0] == "alerting" {
+		runFn, args = runAlerting, args[1:]
+	}
 	if err := runFn(ctx, args, os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -352,22 +355,8 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 			return err
 		}
 	}
-	if cfg.AlertingConfigFile != "" {
-		if n.etcdClient == nil {
-			return errors.New("alerting.config-file: the notifier keeps its queue in etcd, and this node knows none (-etcd.endpoints)")
-		}
-		routing, err := alerting.LoadRoutingFile(cfg.AlertingConfigFile)
-		if err != nil {
-			return fmt.Errorf("alerting.config-file: %w", err)
-		}
-		acfg := cfg.Alerting
-		if acfg.ExternalURL == "" {
-			acfg.ExternalURL = n.httpURL
-		}
-		if n.notifier, err = alerting.New(acfg, routing, n.etcdClient, nil, logger.With("component", "notifier"), reg); err != nil {
-			return err
-		}
-		mux.Handle("/api/v1/alerting/", n.notifier.Handler())
+	if err := n.startNotifier(ctx, mux); err != nil {
+		return err
 	}
 	if n.roles["ruler"] && n.ruleStore != nil && n.dist != nil && engine != nil {
 		// The ruler: on a node that queries and writes (the single node,
@@ -388,8 +377,18 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 			cl := n.ring
 			n.ruler.SetOwnership(cl.LocalName(), func() []string { return activeMembers(cl, ring.RoleRuler) })
 		}
-		mux.Handle("/api/v1/rules", n.ruler.Handler())
-		mux.Handle("/api/v1/alerts", n.ruler.Handler())
+		mux.Handle("/ruler/", n.ruler.Handler())
+		if !n.cluster {
+			mux.Handle("/api/v1/rules", n.ruler.Handler())
+			mux.Handle("/api/v1/alerts", n.ruler.Handler())
+		}
+	}
+	if n.cluster && (n.roles["querier"] || n.roles["ruler"]) {
+		// Every ruler's groups and alerts, gathered (docs/alerting.md).
+		gather := rules.Gather(func() []rules.Peer { return rulerPeers(n.ring) }, &http.Client{},
+			cfg.Ruler.GatherTimeout, logger.With("component", "ruler-gather"))
+		mux.Handle("/api/v1/rules", gather)
+		mux.Handle("/api/v1/alerts", gather)
 	}
 	if n.ing != nil {
 		mux.Handle("/ingester/digest", n.ing.DigestHandler())

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-tsdb/vigil/ring"
+	"github.com/vigil-tsdb/vigil/rules"
 )
 
 // runRuler evaluates the stored rule groups until ctx ends, applying each
@@ -37,6 +38,19 @@ func activeMembers(r ring.Ring, role ring.Role) []string {
 	for _, m := range r.Members(role) {
 		if m.Healthy && m.State == ring.StateActive {
 			out = append(out, m.Name)
+		}
+	}
+	return out
+}
+
+// rulerPeers returns the rulers of the ring that Gather asks: every
+// healthy one, whatever its state (a leaving ruler still evaluates the
+// groups it hands over; a joining one owns none yet and answers empty).
+func rulerPeers(r ring.Ring) []rules.Peer {
+	var out []rules.Peer
+	for _, m := range r.Members(ring.RoleRuler) {
+		if m.Healthy && m.HTTPAddr != "" {
+			out = append(out, rules.Peer{Name: m.Name, URL: "http://" + m.HTTPAddr})
 		}
 	}
 	return out

@@ -77,7 +77,7 @@ func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			Matchers                      []string
 			StartsAt, EndsAt              time.Time
 		}
-		raw, err := silencesCall(ctx, http.MethodGet, api, nil, &list)
+		raw, err := apiCall(ctx, "silences", http.MethodGet, api, nil, &list)
 		if err != nil {
 			return err
 		}
@@ -114,7 +114,7 @@ func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		body, _ := json.Marshal(map[string]any{"matchers": fs.Args(), "startsAt": from, "endsAt": from.Add(*duration),
 			"createdBy": *createdBy, "comment": *comment})
 		var out struct{ ID string }
-		if _, err := silencesCall(ctx, http.MethodPost, api, body, &out); err != nil {
+		if _, err := apiCall(ctx, "silences", http.MethodPost, api, body, &out); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, out.ID)
@@ -124,7 +124,7 @@ func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return errors.New("silences expire: at least one silence ID is needed (see vigil silences ls)")
 		}
 		for _, id := range fs.Args() {
-			if _, err := silencesCall(ctx, http.MethodDelete, api+"/"+url.PathEscape(id), nil, nil); err != nil {
+			if _, err := apiCall(ctx, "silences", http.MethodDelete, api+"/"+url.PathEscape(id), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "expired %s\n", id)
@@ -135,9 +135,10 @@ func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return fmt.Errorf("silences: unknown command %q", cmd)
 }
 
-// silencesCall does one API call; it returns the "data" member's JSON and
-// decodes it into out (if not nil), or the API's error.
-func silencesCall(ctx context.Context, method, u string, body []byte, out any) (json.RawMessage, error) {
+// apiCall does one call of the notifier's API for the command cmd; it
+// returns the "data" member's JSON and decodes it into out (if not nil),
+// or the API's error.
+func apiCall(ctx context.Context, cmd, method, u string, body []byte, out any) (json.RawMessage, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -147,7 +148,7 @@ func silencesCall(ctx context.Context, method, u string, body []byte, out any) (
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("silences: %w", err)
+		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	defer resp.Body.Close()
 	var env struct {
@@ -158,16 +159,16 @@ func silencesCall(ctx context.Context, method, u string, body []byte, out any) (
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err := json.Unmarshal(b, &env); err != nil {
 		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("silences: %s answers 404: does the node run the notifier (-alerting.config-file)?", u)
+			return nil, fmt.Errorf("%s: %s answers 404: does the node run the notifier (the single node, or a node with the ruler role)?", cmd, u)
 		}
-		return nil, fmt.Errorf("silences: %s %s: %s: %.200q", method, u, resp.Status, b)
+		return nil, fmt.Errorf("%s: %s %s: %s: %.200q", cmd, method, u, resp.Status, b)
 	}
 	if env.Status != "success" {
-		return nil, fmt.Errorf("silences: %s", env.Error)
+		return nil, fmt.Errorf("%s: %s", cmd, env.Error)
 	}
 	if out != nil && len(env.Data) > 0 && string(env.Data) != "null" {
 		if err := json.Unmarshal(env.Data, out); err != nil {
-			return nil, fmt.Errorf("silences: decode the answer: %w", err)
+			return nil, fmt.Errorf("%s: decode the answer: %w", cmd, err)
 		}
 	}
 	return env.Data, nil

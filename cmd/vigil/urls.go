@@ -37,6 +37,9 @@ func (n *node) printURLs(w io.Writer) {
 	if n.ruler != nil {
 		fmt.Fprintf(w, "  Rules and alerts (ruler):         %s/api/v1/rules\n", n.httpURL)
 	}
+	if n.notifier != nil {
+		fmt.Fprintf(w, "  Notifier (vigil alerting):        %s/api/v1/alerting/status\n", n.httpURL)
+	}
 	if n.etcd != nil {
 		fmt.Fprintf(w, "  etcd:                             %s\n", n.etcdURL())
 	}
