@@ -30,6 +30,20 @@ type member struct {
 	done   chan struct{}
 }
 
+// storedWebhookSetup stores a one-webhook configuration under a new
+// prefix, for notifiers that read it from etcd.
+func storedWebhookSetup(t *testing.T) (context.Context, string, *endpoint, *clientv3.Client) {
+	t.Helper()
+	ctx := testCtx(t)
+	prefix := testPrefix(t)
+	ep := newEndpoint(t, realClock{}, "")
+	c := newEtcdClient(t)
+	if _, _, err := PutConfig(ctx, c, prefix, []byte(oneWebhookYAML("hook", ep.srv.URL))); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, prefix, ep, c
+}
+
 func startMember(t *testing.T, cfg NotifierConfig, client *clientv3.Client) *member {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
@@ -79,13 +93,7 @@ func summaries(ep *endpoint) []string {
 // hand the lead over, and across both the webhook gets exactly one firing
 // and one resolved notification.
 func TestNotifierElection(t *testing.T) {
-	ctx := testCtx(t)
-	prefix := testPrefix(t)
-	ep := newEndpoint(t, realClock{}, "")
-	c := newEtcdClient(t)
-	if _, _, err := PutConfig(ctx, c, prefix, []byte(oneWebhookYAML("hook", ep.srv.URL))); err != nil {
-		t.Fatal(err)
-	}
+	ctx, prefix, ep, c := storedWebhookSetup(t)
 	cfg := testNotifierConfig(prefix)
 	cfg.LeaderLease = 2 * time.Second
 	proxies := []*tcpProxy{newTCPProxy(t, etcdEndpoint(t)), newTCPProxy(t, etcdEndpoint(t)), newTCPProxy(t, etcdEndpoint(t))}
@@ -256,13 +264,7 @@ func TestNotifierTakeoverHoldsNotifiedAlerts(t *testing.T) {
 // TestNotifierForwardRefused: a batch the leader refuses (400) is dropped
 // and counted, not retried for ever in front of the alerts behind it.
 func TestNotifierForwardRefused(t *testing.T) {
-	ctx := testCtx(t)
-	prefix := testPrefix(t)
-	ep := newEndpoint(t, realClock{}, "")
-	c := newEtcdClient(t)
-	if _, _, err := PutConfig(ctx, c, prefix, []byte(oneWebhookYAML("hook", ep.srv.URL))); err != nil {
-		t.Fatal(err)
-	}
+	_, prefix, ep, _ := storedWebhookSetup(t)
 	cfg := testNotifierConfig(prefix)
 	ms := []*member{startMember(t, cfg, newEtcdClient(t)), startMember(t, cfg, newEtcdClient(t))}
 	eventually(t, 10*time.Second, "one leader", func() bool { return len(leaders(ms...)) == 1 })

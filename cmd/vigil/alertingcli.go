@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -33,14 +32,10 @@ Flags (before or after the command):
 
 // runAlerting is `vigil alerting ...`.
 func runAlerting(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, alertingUsage)
-		if len(args) == 0 {
-			return errors.New("alerting: a command is needed")
-		}
-		return flag.ErrHelp
+	cmd, args, err := subcommand("alerting", alertingUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	cmd, args := args[0], args[1:]
 	if cmd == "config" {
 		if len(args) == 0 {
 			fmt.Fprint(stderr, alertingUsage)
@@ -50,17 +45,12 @@ func runAlerting(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fs := flag.NewFlagSet("vigil alerting "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defURL := os.Getenv("VIGIL_URL")
-	if defURL == "" {
-		defURL = "http://localhost:9009"
-	}
-	base := fs.String("url", defURL, "the node's HTTP API")
+	base := urlFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	u, err := url.Parse(*base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("alerting: -url %q: want http[s]://host:port", *base)
+	if err := checkURL("alerting", *base); err != nil {
+		return err
 	}
 	api := strings.TrimSuffix(*base, "/") + "/api/v1/alerting/"
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,21 +36,13 @@ Flags (before or after the command):
 
 // runSilences is `vigil silences ...`.
 func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, silencesUsage)
-		if len(args) == 0 {
-			return errors.New("silences: a command is needed")
-		}
-		return flag.ErrHelp
+	cmd, args, err := subcommand("silences", silencesUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("vigil silences "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defURL := os.Getenv("VIGIL_URL")
-	if defURL == "" {
-		defURL = "http://localhost:9009"
-	}
-	base := fs.String("url", defURL, "the node's HTTP API")
+	base := urlFlag(fs)
 	duration := fs.Duration("duration", 2*time.Hour, "how long the silence lasts")
 	start := fs.String("start", "", "when it starts, RFC 3339 (default now)")
 	comment := fs.String("comment", "", "why (required for add)")
@@ -60,9 +51,8 @@ func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	u, err := url.Parse(*base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("silences: -url %q: want http[s]://host:port", *base)
+	if err := checkURL("silences", *base); err != nil {
+		return err
 	}
 	api := strings.TrimSuffix(*base, "/") + "/api/v1/alerting/silences"
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -133,43 +123,4 @@ func runSilences(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprint(stderr, silencesUsage)
 	return fmt.Errorf("silences: unknown command %q", cmd)
-}
-
-// apiCall does one call of the notifier's API for the command cmd; it
-// returns the "data" member's JSON and decodes it into out (if not nil),
-// or the API's error.
-func apiCall(ctx context.Context, cmd, method, u string, body []byte, out any) (json.RawMessage, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cmd, err)
-	}
-	defer resp.Body.Close()
-	var env struct {
-		Status string
-		Error  string
-		Data   json.RawMessage
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err := json.Unmarshal(b, &env); err != nil {
-		if resp.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%s: %s answers 404: does the node run the notifier (the single node, or a node with the ruler role)?", cmd, u)
-		}
-		return nil, fmt.Errorf("%s: %s %s: %s: %.200q", cmd, method, u, resp.Status, b)
-	}
-	if env.Status != "success" {
-		return nil, fmt.Errorf("%s: %s", cmd, env.Error)
-	}
-	if out != nil && len(env.Data) > 0 && string(env.Data) != "null" {
-		if err := json.Unmarshal(env.Data, out); err != nil {
-			return nil, fmt.Errorf("%s: decode the answer: %w", cmd, err)
-		}
-	}
-	return env.Data, nil
 }
