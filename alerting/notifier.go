@@ -351,24 +351,31 @@ func (n *Notifier) ingestLocked(alerts []Alert) {
 		}
 		n.place(e, now, true)
 	}
-	if len(n.carry) > maxCarry {
-		// Only the latest version of each alert matters.
-		seen := map[string]bool{}
-		kept := n.carry[:0:0]
-		for i := len(n.carry) - 1; i >= 0; i-- {
-			if fp := n.carry[i].Alert.Fingerprint; !seen[fp] {
-				seen[fp] = true
-				kept = append(kept, n.carry[i])
-			}
-		}
-		slices.Reverse(kept)
-		if over := len(kept) - maxCarry; over > 0 {
-			n.metrics.dropped.WithLabelValues("carry_full").Add(float64(over))
-			kept = kept[over:]
-		}
-		n.carry = kept
-	}
+	n.carry = n.bounded(n.carry)
+	n.late = n.bounded(n.late)
 	n.metrics.groups.Set(float64(len(n.groups)))
+}
+
+// bounded keeps at most maxCarry of the alerts waiting in es: the latest
+// version of each, the oldest alerts dropped (counted) beyond that.
+func (n *Notifier) bounded(es []alertEntry) []alertEntry {
+	if len(es) <= maxCarry {
+		return es
+	}
+	seen := map[string]bool{}
+	kept := es[:0:0]
+	for i := len(es) - 1; i >= 0; i-- {
+		if fp := es[i].Alert.Fingerprint; !seen[fp] {
+			seen[fp] = true
+			kept = append(kept, es[i])
+		}
+	}
+	slices.Reverse(kept)
+	if over := len(kept) - maxCarry; over > 0 {
+		n.metrics.dropped.WithLabelValues("carry_full").Add(float64(over))
+		kept = kept[over:]
+	}
+	return kept
 }
 
 // place puts an alert into the groups of the routes it matches; a group

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +161,29 @@ func (zeros) Read(p []byte) (int, error) {
 		p[i] = ' '
 	}
 	return len(p), nil
+}
+
+// TestNotifierCarryBounded: alerts waiting for a configuration are kept
+// to the latest version of each, at most maxCarry, the oldest dropped
+// and counted.
+func TestNotifierCarryBounded(t *testing.T) {
+	n, err := New(testNotifierConfig(testPrefix(t)), nil, newEtcdClient(t), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for range 3 { // the same alerts three times: compacted, not dropped
+		n.Ingest([]Alert{firingAlert(now, now, "alertname", "Same")})
+	}
+	batch := make([]Alert, maxCarry)
+	for i := range batch {
+		batch[i] = firingAlert(now, now, "alertname", "Many", "i", strconv.Itoa(i))
+	}
+	n.Ingest(batch)
+	n.mu.Lock()
+	got, first := len(n.carry), n.carry[0].Alert.Labels["i"]
+	n.mu.Unlock()
+	if dropped := testutil.ToFloat64(n.metrics.dropped.WithLabelValues("carry_full")); got != maxCarry || dropped != 1 || first != "0" {
+		t.Fatalf("carry %d (first i=%q), dropped %v; want %d, the oldest alert (Same) dropped", got, first, dropped, maxCarry)
+	}
 }
