@@ -3,6 +3,7 @@ package alerting
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -18,7 +19,8 @@ type fence struct {
 	rev int64 // create revision of key
 }
 
-// leaderPrefix is the election's key prefix (etcd's election recipe).
+// leaderPrefix is the prefix of the election's keys, <prefix>leader/
+// (etcd's election recipe adds the "/" to the name it is given).
 func (n *Notifier) leaderPrefix() string { return n.cfg.Prefix + "leader/" }
 
 // Run takes part in the election of the prefix's leading notifier until
@@ -75,7 +77,7 @@ func (n *Notifier) lead(ctx context.Context) error {
 			n.logger.Warn("revoke the notifier's leader lease; it expires by itself", "err", err, "lease", n.cfg.LeaderLease)
 		}
 	}()
-	el := concurrency.NewElection(sess, n.leaderPrefix())
+	el := concurrency.NewElection(sess, strings.TrimSuffix(n.leaderPrefix(), "/"))
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

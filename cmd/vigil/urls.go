@@ -16,6 +16,16 @@ func (n *node) printURLs(w io.Writer) {
   Scrape targets:                   %s/targets   (add: %s/api/v1/registry/targets, docs/targets.md)
   etcd (target registry):           %s
 `, n.cfg.DataDir, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.httpURL, n.registryEndpoints())
+		if n.ruler != nil {
+			endpoints := n.cfg.Etcd.Endpoints
+			if endpoints == "" {
+				endpoints = n.etcdURL()
+			}
+			fmt.Fprintf(w, "  Rules and alerts:                 %s/api/v1/rules   (vigil rules upload -etcd.endpoints=%s ...)\n", n.httpURL, endpoints)
+		}
+		if n.notifier != nil {
+			fmt.Fprintf(w, "  Notifier:                         %s/api/v1/alerting/status   (vigil alerting config upload FILE)\n", n.httpURL)
+		}
 		n.printGRPC(w)
 		fmt.Fprintln(w, "Stop with Ctrl-C (SIGTERM flushes to disk).")
 		return
