@@ -142,12 +142,13 @@ type Notifier struct {
 	mu             sync.Mutex    // protects the fields below
 	rs             *routingState // the configuration in force; nil: none yet
 	groups         map[string]*aggrGroup
-	silences       map[string]*Silence // last read from etcd, plus local writes
-	loaded         bool                // group states read from etcd
-	carry          []alertEntry        // alerts held before a reload or without a configuration, oldest first (loadStates)
-	late           []alertEntry        // alerts resolved while the states were not read (loadStates)
-	fence          *fence              // the leader key this notifier holds; nil when not leading
-	warnedNoConfig bool                // the drop for want of a configuration was logged
+	silences       map[string]*Silence   // last read from etcd, plus local writes
+	loaded         bool                  // group states read from etcd
+	carry          []alertEntry          // alerts held before a reload or without a configuration, oldest first (loadStates)
+	late           map[string]alertEntry // fingerprint → resolved while the states were not read, unless it fired again (loadStates)
+	fence          *fence                // the leader key this notifier holds; nil when not leading
+	accepting      bool                  // leading and not stopping: alerts are taken (ingestIfLeading)
+	warnedNoConfig bool                  // the drop for want of a configuration was logged
 
 	deliverMu sync.Mutex // serializes queue scans (deliver)
 
@@ -311,7 +312,7 @@ func (n *Notifier) Ingest(alerts []Alert) {
 func (n *Notifier) ingestIfLeading(alerts []Alert) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.fence == nil {
+	if !n.accepting {
 		return false
 	}
 	n.ingestLocked(alerts)
@@ -344,16 +345,32 @@ func (n *Notifier) ingestLocked(alerts []Alert) {
 			n.carry = append(n.carry, e)
 			continue
 		}
-		if !n.loaded && !e.Expires.After(now) {
-			// Resolved before the groups' states are read: placed again
-			// after them, when its group exists (loadStates).
-			n.late = append(n.late, e)
+		if !n.loaded {
+			n.noteLate(e, now)
 		}
 		n.place(e, now, true)
 	}
 	n.carry = n.bounded(n.carry)
-	n.late = n.bounded(n.late)
 	n.metrics.groups.Set(float64(len(n.groups)))
+}
+
+// noteLate records an alert that arrives while the groups' states are
+// not read: a resolved one is placed again after them, when its group
+// exists (loadStates); a firing one cancels that. Called with n.mu held.
+func (n *Notifier) noteLate(e alertEntry, now time.Time) {
+	fp := e.Alert.Fingerprint
+	if e.Expires.After(now) {
+		delete(n.late, fp)
+		return
+	}
+	if _, ok := n.late[fp]; !ok && len(n.late) >= maxCarry {
+		n.metrics.dropped.WithLabelValues("carry_full").Inc()
+		return
+	}
+	if n.late == nil {
+		n.late = map[string]alertEntry{}
+	}
+	n.late[fp] = e
 }
 
 // bounded keeps at most maxCarry of the alerts waiting in es: the latest

@@ -34,27 +34,31 @@ func PutConfig(ctx context.Context, client *clientv3.Client, prefix string, data
 		return 0, false, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	key := ConfigKey(prefix)
-	resp, err := client.Get(ctx, key)
-	if err != nil {
-		return 0, false, fmt.Errorf("read notifier configuration: %w", err)
-	}
-	var cmp clientv3.Cmp
-	if len(resp.Kvs) > 0 {
-		if bytes.Equal(resp.Kvs[0].Value, data) {
-			return resp.Kvs[0].ModRevision, false, nil
+	// Nodes started together with the same -alerting.config-file race
+	// here: the losers read again and find their bytes stored.
+	for range 3 {
+		resp, err := client.Get(ctx, key)
+		if err != nil {
+			return 0, false, fmt.Errorf("read notifier configuration: %w", err)
 		}
-		cmp = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
-	} else {
-		cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+		var cmp clientv3.Cmp
+		if len(resp.Kvs) > 0 {
+			if bytes.Equal(resp.Kvs[0].Value, data) {
+				return resp.Kvs[0].ModRevision, false, nil
+			}
+			cmp = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
+		} else {
+			cmp = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+		}
+		tr, err := client.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(data))).Commit()
+		if err != nil {
+			return 0, false, fmt.Errorf("store notifier configuration: %w", err)
+		}
+		if tr.Succeeded {
+			return tr.Header.Revision, true, nil
+		}
 	}
-	tr, err := client.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(data))).Commit()
-	if err != nil {
-		return 0, false, fmt.Errorf("store notifier configuration: %w", err)
-	}
-	if !tr.Succeeded {
-		return 0, false, fmt.Errorf("store notifier configuration: %w: it changed meanwhile; try again", errConflict)
-	}
-	return tr.Header.Revision, true, nil
+	return 0, false, fmt.Errorf("store notifier configuration: %w: it changed meanwhile, 3 times; try again", errConflict)
 }
 
 // StoredConfig is the notifier configuration in etcd, as
@@ -148,7 +152,7 @@ func (n *Notifier) setRouting(rs *routingState) {
 	defer n.mu.Unlock()
 	n.regroup()
 	if rs == nil {
-		n.carry = nil
+		n.carry, n.late = nil, nil
 	}
 	n.rs = rs
 }
@@ -156,14 +160,20 @@ func (n *Notifier) setRouting(rs *routingState) {
 // regroup drops the groups: their states are read again at the next
 // flush (a state whose route changed is dropped, as at start), and the
 // alerts they held are placed again after that, under the routes then in
-// force, before the alerts that arrive meanwhile. Called with n.mu held.
+// force, before the alerts that arrive meanwhile; resolved ones after the
+// states, which would otherwise hold them firing. Called with n.mu held.
 func (n *Notifier) regroup() {
+	now := n.clock.Now()
 	for _, g := range n.groups {
 		for _, e := range g.alerts {
-			n.carry = append(n.carry, e)
+			if e.Expires.After(now) {
+				n.carry = append(n.carry, e)
+			} else {
+				n.noteLate(e, now)
+			}
 		}
 	}
-	n.groups, n.loaded, n.late = map[string]*aggrGroup{}, false, nil
+	n.groups, n.loaded = map[string]*aggrGroup{}, false
 	n.metrics.groups.Set(0)
 }
 

@@ -187,3 +187,33 @@ func TestNotifierCarryBounded(t *testing.T) {
 		t.Fatalf("carry %d (first i=%q), dropped %v; want %d, the oldest alert (Same) dropped", got, first, dropped, maxCarry)
 	}
 }
+
+// TestPutConfigConcurrent: nodes started together with the same
+// -alerting.config-file all succeed; one of them stores it.
+func TestPutConfigConcurrent(t *testing.T) {
+	ctx := testCtx(t)
+	prefix := testPrefix(t)
+	data := []byte(oneWebhookYAML("hook", "http://127.0.0.1:1/hook"))
+	errs := make(chan error, 8)
+	changed := make(chan bool, 8)
+	for range 8 {
+		c := newEtcdClient(t)
+		go func() {
+			_, ch, err := PutConfig(ctx, c, prefix, data)
+			errs <- err
+			changed <- ch
+		}()
+	}
+	stored := 0
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("PutConfig: %v", err)
+		}
+		if <-changed {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Errorf("%d of 8 concurrent PutConfig calls stored the configuration, want 1", stored)
+	}
+}

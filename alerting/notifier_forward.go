@@ -115,8 +115,9 @@ func (f *forwarder) putBack(batch []waitingAlert) {
 
 // run sends queued alerts until ctx is done; a failed send is retried
 // with backoff (new alerts do not cut it short), asking etcd for the
-// leader again. A batch the leader refuses (4xx) is dropped and counted:
-// sending it again would be refused again.
+// leader again. A batch the leader refuses as invalid (400, 413) is
+// dropped and counted: sending it again would be refused again. Other
+// answers (a proxy's 401, 404 or 429 too) are retried.
 func (f *forwarder) run(ctx context.Context) {
 	backoff := time.Duration(0)
 	var retryAt time.Time
@@ -194,7 +195,7 @@ func (f *forwarder) send(ctx context.Context, batch []waitingAlert) error {
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode/100 == 4 {
+	if resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusRequestEntityTooLarge {
 		return &refusedError{fmt.Sprintf("send alerts to leader %s: %s: %s", leader, resp.Status, bytes.TrimSpace(msg))}
 	}
 	if resp.StatusCode/100 != 2 {

@@ -36,24 +36,24 @@ func (n *Notifier) Run(ctx context.Context) error {
 	fwdDone := make(chan struct{})
 	go func() { defer close(fwdDone); n.fwd.run(ctx) }()
 	defer func() { <-fwdDone }()
-	backoff := n.cfg.MinBackoff
+	// Retries are capped at the lease: a notifier that could lead should
+	// not sleep much longer than a crashed leader's lease.
+	backoff := min(n.cfg.MinBackoff, n.cfg.LeaderLease)
 	for ctx.Err() == nil {
-		start := n.clock.Now()
 		err := n.lead(ctx)
 		if ctx.Err() != nil {
 			break
 		}
-		if err != nil {
-			n.logger.Warn("notifier election", "err", err, "retry_in", backoff)
+		if err == nil { // it led and lost the lease: campaign again at once
+			backoff = min(n.cfg.MinBackoff, n.cfg.LeaderLease)
+			continue
 		}
-		if n.clock.Now().Sub(start) > time.Minute {
-			backoff = n.cfg.MinBackoff // it led or waited a while: not a failure loop
-		}
+		n.logger.Warn("notifier election", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, n.cfg.MaxBackoff)
+		backoff = min(2*backoff, n.cfg.LeaderLease)
 	}
 	return nil
 }
@@ -115,6 +115,9 @@ func (n *Notifier) lead(ctx context.Context) error {
 		n.logger.Info("no notifier configuration applied yet; it is read at every pass", "key", ConfigKey(n.cfg.Prefix))
 	}
 	n.poll(cctx)
+	n.mu.Lock()
+	n.accepting = false // what arrives now would be dropped with the groups
+	n.mu.Unlock()
 	n.lanes.Wait() // deliveries in flight end with cctx
 	n.dropLead()
 	if ctx.Err() == nil {
@@ -130,7 +133,7 @@ func (n *Notifier) takeLead(f *fence) {
 	defer n.flushMu.Unlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.fence = f
+	n.fence, n.accepting = f, true
 	n.regroup()
 	n.metrics.leader.Set(1)
 	n.metrics.leaderChanges.Inc()
@@ -143,17 +146,18 @@ func (n *Notifier) dropLead() {
 	defer n.flushMu.Unlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.fence = nil
+	n.fence, n.accepting = nil, false
 	n.groups, n.carry, n.late, n.loaded = map[string]*aggrGroup{}, nil, nil, false
 	n.metrics.leader.Set(0)
 	n.metrics.groups.Set(0)
 }
 
-// Leading reports whether this notifier leads its prefix now.
+// Leading reports whether this notifier leads its prefix now (and is
+// not stopping).
 func (n *Notifier) Leading() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.fence != nil
+	return n.accepting
 }
 
 // fenced returns the comparisons that make a write conditional on this

@@ -279,3 +279,60 @@ func TestNotifierForwardRefused(t *testing.T) {
 		return len(ep.received()) == 1
 	})
 }
+
+// TestNotifierRebuildOrdering: alerts that arrive while the groups are
+// being rebuilt (a takeover or a configuration change: regroup, then the
+// states read at the next flush) keep their order: a resolve followed by
+// a new firing stays firing; a resolve held in a group before the rebuild
+// is not undone by the state; a resolve that arrived after a takeover
+// survives a configuration change before the states are read.
+func TestNotifierRebuildOrdering(t *testing.T) {
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name    string
+		between func(n *Notifier, now time.Time) // after the firing notification
+		want    []string
+	}{
+		{"resolved then firing again while rebuilding", func(n *Notifier, now time.Time) {
+			regroup(n)
+			n.Ingest([]Alert{resolvedAlert(t0, now, "alertname", "Down")})
+			n.Ingest([]Alert{firingAlert(now, t0, "alertname", "Down")})
+		}, []string{"firing:1"}},
+		{"resolved in its group, then a rebuild", func(n *Notifier, now time.Time) {
+			n.Ingest([]Alert{resolvedAlert(t0, now, "alertname", "Down")})
+			regroup(n)
+		}, []string{"firing:1", "resolved:1"}},
+		{"takeover, resolved, then a configuration change", func(n *Notifier, now time.Time) {
+			regroup(n)
+			n.Ingest([]Alert{resolvedAlert(t0, now, "alertname", "Down")})
+			rs, err := newRoutingState(n.routing().routing, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.flushMu.Lock()
+			n.setRouting(rs)
+			n.flushMu.Unlock()
+		}, []string{"firing:1", "resolved:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{t: t0}
+			ep := newEndpoint(t, clock, "")
+			n := newTestNotifier(t, testNotifierConfig(testPrefix(t)), oneWebhookYAML("hook", ep.srv.URL), clock, nil)
+			n.Ingest([]Alert{firingAlert(clock.Now(), t0, "alertname", "Down")})
+			step(t, ctx, n, clock, time.Second)
+			tc.between(n, clock.Now())
+			step(t, ctx, n, clock, time.Second)
+			step(t, ctx, n, clock, time.Second)
+			if got := summaries(ep); !slices.Equal(got, tc.want) {
+				t.Fatalf("webhook got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// regroup does what a takeover does to the groups.
+func regroup(n *Notifier) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.regroup()
+}

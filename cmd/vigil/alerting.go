@@ -32,18 +32,18 @@ func (n *node) startNotifier(ctx context.Context, mux *http.ServeMux) error {
 		}
 		pctx, cancel := context.WithTimeout(ctx, cfg.Alerting.RequestTimeout)
 		defer cancel()
-		before, err := alerting.GetConfig(pctx, n.etcdClient, cfg.Alerting.Prefix)
+		before, err := n.etcdClient.Get(pctx, alerting.ConfigKey(cfg.Alerting.Prefix))
 		if err != nil {
-			return fmt.Errorf("alerting.config-file %s: %w", cfg.AlertingConfigFile, err)
+			return fmt.Errorf("alerting.config-file %s: read the stored configuration: %w", cfg.AlertingConfigFile, err)
 		}
 		rev, changed, err := alerting.PutConfig(pctx, n.etcdClient, cfg.Alerting.Prefix, data)
 		if err != nil {
 			return fmt.Errorf("alerting.config-file %s: %w", cfg.AlertingConfigFile, err)
 		}
 		switch {
-		case changed && before.Revision != 0:
+		case changed && len(before.Kvs) > 0:
 			n.logger.Warn("alerting.config-file replaced the stored notifier configuration (an upload since is undone; drop the flag to keep uploads)",
-				"file", cfg.AlertingConfigFile, "replaced_revision", before.Revision, "revision", rev)
+				"file", cfg.AlertingConfigFile, "replaced_revision", before.Kvs[0].ModRevision, "revision", rev)
 		case changed:
 			n.logger.Info("stored the notifier configuration from alerting.config-file", "file", cfg.AlertingConfigFile, "revision", rev)
 		}

@@ -175,11 +175,15 @@ type node struct {
 	ruler      *rules.Ruler
 	rulerStop  context.CancelFunc // stops runRuler (shutdown)
 	notifier   *alerting.Notifier
-	manager    *collector.Manager
-	batcher    *collector.Batcher
-	distSink   *distributorSink
-	collStop   context.CancelFunc
-	collDone   chan error
+	// notifierStop stops the notifier (shutdown, after the ruler, whose
+	// last alerts it forwards); notifierDone is closed when it returned.
+	notifierStop context.CancelFunc
+	notifierDone chan struct{}
+	manager      *collector.Manager
+	batcher      *collector.Batcher
+	distSink     *distributorSink
+	collStop     context.CancelFunc
+	collDone     chan error
 	// announcedHTTP is the HTTP address in the ring (cluster mode).
 	announcedHTTP string
 }
@@ -534,8 +538,12 @@ func (n *node) serve(g *errgroup.Group, ctx context.Context) {
 		g.Go(func() error { n.runRuler(rctx); return nil })
 	}
 	if n.notifier != nil {
+		// Not stopped with ctx either: shutdown stops it after the ruler.
+		nctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		n.notifierStop, n.notifierDone = cancel, make(chan struct{})
 		g.Go(func() error {
-			if err := n.notifier.Run(ctx); err != nil && ctx.Err() == nil {
+			defer close(n.notifierDone)
+			if err := n.notifier.Run(nctx); err != nil && nctx.Err() == nil {
 				return fmt.Errorf("notifier: %w", err)
 			}
 			return nil
@@ -633,6 +641,12 @@ func (n *node) shutdown() error {
 			errs = append(errs, err)
 		}
 	}
+	if n.notifierStop != nil {
+		// Resigns the lead, if it has it: another notifier leads at once.
+		n.notifierStop()
+		<-n.notifierDone
+		n.notifierStop = nil
+	}
 	if n.repairer != nil {
 		if err := n.ring.SetState(ring.StateLeaving); err != nil {
 			errs = append(errs, fmt.Errorf("announce leaving: %w", err))
@@ -694,6 +708,9 @@ func (n *node) shutdown() error {
 func (n *node) close() {
 	if n.rulerStop != nil {
 		n.rulerStop()
+	}
+	if n.notifierStop != nil {
+		n.notifierStop()
 	}
 	if n.ringStop != nil {
 		n.ringStop()
