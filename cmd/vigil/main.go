@@ -26,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	promrules "github.com/prometheus/prometheus/rules"
 	promstorage "github.com/prometheus/prometheus/storage"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -362,37 +361,8 @@ func (n *node) start(ctx context.Context, flags map[string]string) error {
 	if err := n.startNotifier(ctx, mux); err != nil {
 		return err
 	}
-	if n.roles["ruler"] && n.ruleStore != nil && n.dist != nil && engine != nil {
-		// The ruler: on a node that queries and writes (the single node,
-		// which owns every group; in a cluster, -target's ruler role with
-		// querier and distributor, sharded over the ruler ring).
-		rcfg := cfg.Ruler
-		if rcfg.ExternalURL == "" {
-			rcfg.ExternalURL = n.httpURL
-		}
-		var notify promrules.NotifyFunc
-		if n.notifier != nil {
-			notify = notifyFunc(n.notifier, rcfg.ExternalURL)
-		}
-		if n.ruler, err = rules.NewRuler(rcfg, queryable, engine, n.dist, notify, logger.With("component", "ruler"), reg); err != nil {
-			return err
-		}
-		if n.cluster {
-			cl := n.ring
-			n.ruler.SetOwnership(cl.LocalName(), func() []string { return activeMembers(cl, ring.RoleRuler) })
-		}
-		mux.Handle("/ruler/", n.ruler.Handler())
-		if !n.cluster {
-			mux.Handle("/api/v1/rules", n.ruler.Handler())
-			mux.Handle("/api/v1/alerts", n.ruler.Handler())
-		}
-	}
-	if n.cluster && (n.roles["querier"] || n.roles["ruler"]) {
-		// Every ruler's groups and alerts, gathered (docs/alerting.md).
-		gather := rules.Gather(func() []rules.Peer { return rulerPeers(n.ring) }, &http.Client{},
-			cfg.Ruler.GatherTimeout, logger.With("component", "ruler-gather"))
-		mux.Handle("/api/v1/rules", gather)
-		mux.Handle("/api/v1/alerts", gather)
+	if err := n.startRuler(mux, queryable, engine); err != nil {
+		return err
 	}
 	if n.ing != nil {
 		mux.Handle("/ingester/digest", n.ing.DigestHandler())

@@ -3,11 +3,55 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
+
+	"github.com/prometheus/prometheus/promql"
+	promrules "github.com/prometheus/prometheus/rules"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/vigil-tsdb/vigil/ring"
 	"github.com/vigil-tsdb/vigil/rules"
 )
+
+// startRuler builds the ruler of a node that queries and writes (the
+// single node, which owns every group; in a cluster, -target's ruler role
+// with querier and distributor, sharded over the ruler ring) and mounts
+// the rule and alert APIs; in a cluster, queriers and rulers serve them
+// gathered from every ruler.
+func (n *node) startRuler(mux *http.ServeMux, queryable promstorage.Queryable, engine promql.QueryEngine) error {
+	if n.roles["ruler"] && n.ruleStore != nil && n.dist != nil && engine != nil {
+		rcfg := n.cfg.Ruler
+		if rcfg.ExternalURL == "" {
+			rcfg.ExternalURL = n.httpURL
+		}
+		var notify promrules.NotifyFunc
+		if n.notifier != nil {
+			notify = notifyFunc(n.notifier, rcfg.ExternalURL)
+		}
+		var err error
+		if n.ruler, err = rules.NewRuler(rcfg, queryable, engine, n.dist, notify, n.logger.With("component", "ruler"), n.reg); err != nil {
+			return err
+		}
+		if n.cluster {
+			cl := n.ring
+			n.ruler.SetOwnership(cl.LocalName(), func() []string { return activeMembers(cl, ring.RoleRuler) })
+		}
+		mux.Handle("/ruler/", n.ruler.Handler())
+		if !n.cluster {
+			mux.Handle("/api/v1/rules", n.ruler.Handler())
+			mux.Handle("/api/v1/alerts", n.ruler.Handler())
+		}
+	}
+	if n.cluster && (n.roles["querier"] || n.roles["ruler"]) {
+		// Every ruler's groups and alerts, gathered (docs/alerting.md).
+		gather := rules.Gather(func() []rules.Peer { return rulerPeers(n.ring) }, &http.Client{},
+			n.cfg.Ruler.GatherTimeout, n.logger.With("component", "ruler-gather"))
+		mux.Handle("/api/v1/rules", gather)
+		mux.Handle("/api/v1/alerts", gather)
+	}
+	return nil
+}
 
 // runRuler evaluates the stored rule groups until ctx ends, applying each
 // new snapshot of the rule store and, in a cluster, each ring change.

@@ -46,14 +46,10 @@ namespace, etcd unreachable).
 
 // runRules is `vigil rules ...`.
 func runRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, rulesUsage)
-		if len(args) == 0 {
-			return errors.New("rules: a command is needed")
-		}
-		return flag.ErrHelp
+	cmd, args, err := subcommand("rules", rulesUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("vigil rules "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, rulesUsage) }

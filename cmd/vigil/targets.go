@@ -42,14 +42,10 @@ Common flags (before or after the command):
 
 // runTargets is `vigil targets ...`.
 func runTargets(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, targetsUsage)
-		if len(args) == 0 {
-			return errors.New("targets: a command is needed")
-		}
-		return flag.ErrHelp
+	cmd, args, err := subcommand("targets", targetsUsage, args, stderr)
+	if err != nil {
+		return err
 	}
-	cmd, args := args[0], args[1:]
 	fs := flag.NewFlagSet("vigil targets "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	endpoints := fs.String("etcd.endpoints", "http://127.0.0.1:2379", "comma-separated etcd client URLs")
