@@ -17,9 +17,8 @@ import (
 	"time"
 )
 
-// ruleIterations reads prometheus_rule_group_iterations_total per group
-// ("<namespace>;<group>") from a node's /metrics.
-func ruleIterations(t *testing.T, base string) map[string]float64 {
+// scrapeMetrics returns a node's /metrics.
+func scrapeMetrics(t *testing.T, base string) []byte {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
@@ -30,6 +29,14 @@ func ruleIterations(t *testing.T, base string) map[string]float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// ruleIterations reads prometheus_rule_group_iterations_total per group
+// ("<namespace>;<group>") from a node's /metrics.
+func ruleIterations(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	b := scrapeMetrics(t, base)
 	out := map[string]float64{}
 	re := regexp.MustCompile(`(?m)^prometheus_rule_group_iterations_total\{rule_group="([^"]+)"\} (\S+)$`)
 	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
@@ -200,15 +207,7 @@ func instantQuery(t *testing.T, base, q string, ts time.Time) string {
 // metricSum is the sum of every series of metric name on a node's /metrics.
 func metricSum(t *testing.T, base, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := scrapeMetrics(t, base)
 	sum := 0.0
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(?:\{[^}]*\})? (\S+)$`)
 	for _, m := range re.FindAllStringSubmatch(string(b), -1) {
